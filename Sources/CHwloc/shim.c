@@ -1,0 +1,37 @@
+#define _GNU_SOURCE
+#include "CHwloc.h"
+#include <sched.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
+int dg_current_cpu(void) { return sched_getcpu(); }
+
+int dg_thread_id(void) { return (int)syscall(SYS_gettid); }
+
+int dg_cpuid(uint32_t leaf, uint32_t subleaf, uint32_t out[4]) {
+#if defined(__x86_64__) || defined(__i386__)
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(leaf, subleaf, &a, &b, &c, &d)) return 0;
+    out[0] = a; out[1] = b; out[2] = c; out[3] = d;
+    return 1;
+#else
+    (void)leaf; (void)subleaf; out[0] = out[1] = out[2] = out[3] = 0;
+    return 0;
+#endif
+}
+
+uint64_t dg_xgetbv0(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    uint32_t a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    if (!(c & (1u << 27))) return 0; /* OSXSAVE */
+    uint32_t lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return ((uint64_t)hi << 32) | lo;
+#else
+    return 0;
+#endif
+}

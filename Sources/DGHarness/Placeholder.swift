@@ -1,0 +1,1 @@
+// The sweep harness lives here (issue 7).

@@ -1,0 +1,197 @@
+import DGRuntime
+
+/// Single-precision GEMM, BLIS-style: a register-tile micro-kernel (from the selected `KernelSet`)
+/// wrapped by the five-loop nest over NC/KC/MC blocks with packed panels.
+///
+/// One engine owns the packing buffers for every worker slot, so repeated calls allocate nothing.
+/// Calls on one engine must not overlap (the buffers are shared); use one engine per thread of control.
+public final class GemmEngine: @unchecked Sendable {
+    public let kernels: KernelSet
+    public let executor: ParallelExecutor
+    private var aBuffers: [AlignedBuffer]
+    private let bBuffer = AlignedBuffer()
+    private var tileBuffers: [AlignedBuffer]
+
+    /// Below this many MACs a call runs on one worker: fork-join would cost more than it saves.
+    public var parallelThresholdMACs = 1 << 17
+
+    public init(kernels: KernelSet, executor: ParallelExecutor = SerialExecutor()) {
+        self.kernels = kernels
+        self.executor = executor
+        aBuffers = (0..<executor.workerCount).map { _ in AlignedBuffer() }
+        tileBuffers = (0..<executor.workerCount).map { _ in AlignedBuffer(capacity: kernels.mr * kernels.nr * 2) }
+    }
+
+    public var workerCount: Int { executor.workerCount }
+
+    // MARK: - BLAS-like entry point
+
+    /// C[m×n] = op(A)·op(B) (+ beta·C)(+ bias)(ReLU), all row-major.
+    /// op(A) is m×k (`transA`: A is stored k×m), op(B) is k×n (`transB`: B is stored n×k,
+    /// the usual `x·Wᵀ` layer). Throws on empty shapes, short leading dimensions and aliasing.
+    @discardableResult
+    public func sgemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
+                      a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                      c: UnsafeMutablePointer<Float>, ldc: Int,
+                      epilogue: Epilogue = .none) throws -> KernelCost {
+        guard m >= 1, n >= 1, k >= 1 else { throw GemmError.emptyShape(m: m, n: n, k: k) }
+        let aCols = transA ? m : k, bCols = transB ? k : n
+        guard lda >= aCols else { throw GemmError.leadingDimension(name: "lda", value: lda, minimum: aCols) }
+        guard ldb >= bCols else { throw GemmError.leadingDimension(name: "ldb", value: ldb, minimum: bCols) }
+        guard ldc >= n else { throw GemmError.leadingDimension(name: "ldc", value: ldc, minimum: n) }
+        let aRows = transA ? k : m, bRows = transB ? n : k
+        let cSpan = (c, (m - 1) * ldc + n)
+        if overlaps(cSpan, (UnsafeMutablePointer(mutating: a), (aRows - 1) * lda + aCols)) { throw GemmError.aliasing("A") }
+        if overlaps(cSpan, (UnsafeMutablePointer(mutating: b), (bRows - 1) * ldb + bCols)) { throw GemmError.aliasing("B") }
+        return gemm(m: m, n: n, k: k,
+                    a: .rowMajor(a, ld: lda, transposed: transA),
+                    b: .rowMajor(b, ld: ldb, transposed: transB),
+                    c: OutputOperand(base: c, rowStride: ldc), epilogue: epilogue)
+    }
+
+    private func overlaps(_ x: (UnsafeMutablePointer<Float>, Int), _ y: (UnsafeMutablePointer<Float>, Int)) -> Bool {
+        x.0 < y.0 + y.1 && y.0 < x.0 + x.1
+    }
+
+    // MARK: - General entry point (index maps)
+
+    /// C = A·B with operand views (gathers via index maps). Preconditions (not checked here, the
+    /// caller validated them): m, n, k ≥ 1; maps hold m / n / k valid indices; C aliases nothing.
+    @discardableResult
+    public func gemm(m: Int, n: Int, k: Int, a: MatrixOperand, b: MatrixOperand, c: OutputOperand,
+                     epilogue: Epilogue = .none) -> KernelCost {
+        let cost = KernelCost(macs: m * n * k, bytesRead: 4 * (m * k + k * n), bytesWritten: 4 * m * n)
+        guard m > 0, n > 0 else { return .zero }
+        if k == 0 {  // empty product: C = beta·C + bias, relu
+            for i in 0..<m { for j in 0..<n { storeScalar(c, i, j, 0, epilogue) } }
+            return cost
+        }
+        if m == 1 && b.rowStride == 1 && b.rowIndex == nil && a.colStride == 1 && a.colIndex == nil {
+            gemvPath(n: n, k: k, a: a, b: b, c: c, epilogue: epilogue)
+            return cost
+        }
+        blockedPath(m: m, n: n, k: k, a: a, b: b, c: c, epilogue: epilogue)
+        return cost
+    }
+
+    // MARK: - Batch-1 path
+
+    private func gemvPath(n: Int, k: Int, a: MatrixOperand, b: MatrixOperand, c: OutputOperand, epilogue: Epilogue) {
+        let x = a.base + a.physicalRow(0) * a.rowStride
+        let tasks = n * k >= parallelThresholdMACs * 2 ? min(executor.workerCount, max(1, n / 64)) : 1
+        let gemv = kernels.gemv
+        let body: (Range<Int>, Int) -> Void = { range, slot in
+            if b.colIndex == nil && c.isContiguous && epilogue.biasIndex == nil {
+                gemv(range.count, k, b.base + range.lowerBound * b.colStride, b.colStride, x,
+                     c.address(0, range.lowerBound), epilogue.beta,
+                     epilogue.bias.map { $0 + range.lowerBound }, epilogue.relu)
+            } else {
+                // Gathered weight rows or scattered outputs: compute rows one at a time into a scratch vector.
+                let tmp = self.tileBuffers[slot].reserve(range.count)
+                for (t, j) in range.enumerated() {
+                    gemv(1, k, b.base + b.physicalCol(j) * b.colStride, b.colStride, x, tmp + t, 0, nil, false)
+                }
+                for (t, j) in range.enumerated() { self.storeScalar(c, 0, j, tmp[t], epilogue) }
+            }
+        }
+        if tasks <= 1 { body(0..<n, 0) } else { executor.parallelFor(n, grain: 64, body) }
+    }
+
+    // MARK: - Blocked path (the five loops)
+
+    private func blockedPath(m: Int, n: Int, k: Int, a: MatrixOperand, b: MatrixOperand, c: OutputOperand, epilogue: Epilogue) {
+        let bp = kernels.blocking
+        let mr = bp.mr, nr = bp.nr
+        let workers = (m * n * k >= parallelThresholdMACs) ? executor.workerCount : 1
+        let kcMax = min(bp.kc, k), ncMax = min(bp.nc, n)
+        let bPacked = bBuffer.reserve(kcMax * ((ncMax + nr - 1) / nr) * nr)
+        for jc in stride(from: 0, to: n, by: bp.nc) {
+            let nc = min(bp.nc, n - jc)
+            let nPanels = (nc + nr - 1) / nr
+            for pc in stride(from: 0, to: k, by: bp.kc) {
+                let kc = min(bp.kc, k - pc)
+                let first = pc == 0, last = pc + kc == k
+                // 1. Pack the B block, split by panels.
+                if workers > 1 && nPanels > 1 {
+                    executor.parallelFor(nPanels, grain: 1) { range, _ in
+                        Pack.packB(b, j0: jc, nc: nc, p0: pc, kc: kc, nr: nr, panelRange: range, into: bPacked)
+                    }
+                } else {
+                    Pack.packB(b, j0: jc, nc: nc, p0: pc, kc: kc, nr: nr, panelRange: 0..<nPanels, into: bPacked)
+                }
+                // 2. Macro-kernel: split MC blocks across workers when there are enough, else NR panels.
+                let icBlocks = (m + bp.mc - 1) / bp.mc
+                let blockEpilogue = Epilogue(beta: first ? epilogue.beta : 1,
+                                             bias: last ? epilogue.bias : nil, biasIndex: epilogue.biasIndex,
+                                             relu: last && epilogue.relu)
+                let body: (Int, Range<Int>, Range<Int>) -> Void = { slot, icRange, panelRange in
+                    for ib in icRange {
+                        let ic = ib * bp.mc, mc = min(bp.mc, m - ic)
+                        let aPacked = self.aBuffers[slot].reserve(kc * ((mc + mr - 1) / mr) * mr)
+                        Pack.packA(a, i0: ic, mc: mc, p0: pc, kc: kc, mr: mr, into: aPacked)
+                        self.macroKernel(mc: mc, kc: kc, ic: ic, jc: jc, nc: nc, panelRange: panelRange,
+                                         aPacked: aPacked, bPacked: bPacked, c: c, epilogue: blockEpilogue, slot: slot)
+                    }
+                }
+                if workers == 1 {
+                    body(0, 0..<icBlocks, 0..<nPanels)
+                } else if icBlocks >= workers {
+                    executor.parallelFor(icBlocks, grain: 1) { range, slot in body(slot, range, 0..<nPanels) }
+                } else {
+                    executor.parallelFor(nPanels, grain: 1) { range, slot in body(slot, 0..<icBlocks, range) }
+                }
+            }
+        }
+    }
+
+    /// Loops 4 and 5 (jr over NR panels, ir over MR panels) around the micro-kernel.
+    @inline(__always)
+    private func macroKernel(mc: Int, kc: Int, ic: Int, jc: Int, nc: Int, panelRange: Range<Int>,
+                             aPacked: UnsafeMutablePointer<Float>, bPacked: UnsafeMutablePointer<Float>,
+                             c: OutputOperand, epilogue: Epilogue, slot: Int) {
+        let mr = kernels.mr, nr = kernels.nr
+        let micro = kernels.gemm
+        let tile = tileBuffers[slot].reserve(mr * nr + nr)
+        let biasTile = tile + mr * nr
+        for jp in panelRange {
+            let jr = jp * nr, cols = min(nr, nc - jr)
+            let bPanel = bPacked + jp * kc * nr
+            // Bias for this panel: contiguous slice, or gathered into scratch when indexed.
+            var bias: UnsafePointer<Float>? = nil
+            if let b = epilogue.bias {
+                if epilogue.biasIndex == nil && cols == nr { bias = b + jc + jr } else {
+                    for j in 0..<nr { biasTile[j] = j < cols ? epilogue.biasValue(jc + jr + j) : 0 }
+                    bias = UnsafePointer(biasTile)
+                }
+            }
+            var ir = 0
+            while ir < mc {
+                let rows = min(mr, mc - ir)
+                let aPanel = aPacked + ir * kc
+                if rows == mr && cols == nr && c.isContiguous {
+                    micro(kc, aPanel, bPanel, c.base + (ic + ir) * c.rowStride + jc + jr, c.rowStride,
+                          epilogue.beta, bias, epilogue.relu)
+                } else {
+                    // Edge or scattered tile: compute into scratch, then merge the valid part.
+                    micro(kc, aPanel, bPanel, tile, nr, 0, nil, false)
+                    for i in 0..<rows {
+                        for j in 0..<cols {
+                            storeScalar(c, ic + ir + i, jc + jr + j, tile[i * nr + j], epilogue)
+                        }
+                    }
+                }
+                ir += mr
+            }
+        }
+    }
+
+    /// C(i, j) = acc + beta·C(i, j) + bias(j), ReLU — the scalar twin of the micro-kernel's epilogue.
+    @inline(__always)
+    private func storeScalar(_ c: OutputOperand, _ i: Int, _ j: Int, _ acc: Float, _ e: Epilogue) {
+        let p = c.address(i, j)
+        var v = acc + e.biasValue(j)
+        if e.beta != 0 { v += e.beta * p.pointee }
+        if e.relu && v < 0 { v = 0 }
+        p.pointee = v
+    }
+}

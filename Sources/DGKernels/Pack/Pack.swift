@@ -1,0 +1,83 @@
+/// Packing: copies a block of an operand into the micro-kernel's panel layout, applying index maps.
+///
+/// A block (rows i0..<i0+mc, k p0..<p0+kc) → ceil(mc/MR) panels, each kc × MR floats, k-major.
+/// B block (k p0..<p0+kc, cols j0..<j0+nc) → ceil(nc/NR) panels, each kc × NR floats, k-major.
+/// Rows/columns past the edge are zero-filled so the micro-kernel always runs full tiles.
+/// Cost is O(mc·kc) / O(kc·nc): only gathered rows and columns are touched.
+enum Pack {
+    /// Packs `panels` consecutive A panels starting at panel `firstPanel` of the block.
+    static func packA(_ a: MatrixOperand, i0: Int, mc: Int, p0: Int, kc: Int, mr: Int,
+                      into dst: UnsafeMutablePointer<Float>) {
+        let panels = (mc + mr - 1) / mr
+        for p in 0..<panels {
+            let rows = min(mr, mc - p * mr)
+            let out = dst + p * kc * mr
+            if a.colStride == 1 && a.colIndex == nil && mr == 6 && rows == 6 {
+                // Fast path: six contiguous rows, interleaved into k-major order.
+                let r0 = a.base + a.physicalRow(i0 + p * 6) * a.rowStride + p0
+                let r1 = a.base + a.physicalRow(i0 + p * 6 + 1) * a.rowStride + p0
+                let r2 = a.base + a.physicalRow(i0 + p * 6 + 2) * a.rowStride + p0
+                let r3 = a.base + a.physicalRow(i0 + p * 6 + 3) * a.rowStride + p0
+                let r4 = a.base + a.physicalRow(i0 + p * 6 + 4) * a.rowStride + p0
+                let r5 = a.base + a.physicalRow(i0 + p * 6 + 5) * a.rowStride + p0
+                var o = out
+                for k in 0..<kc {
+                    o[0] = r0[k]; o[1] = r1[k]; o[2] = r2[k]; o[3] = r3[k]; o[4] = r4[k]; o[5] = r5[k]
+                    o += 6
+                }
+                continue
+            }
+            for i in 0..<mr {
+                if i < rows {
+                    let rowBase = a.base + a.physicalRow(i0 + p * mr + i) * a.rowStride
+                    if let ci = a.colIndex {
+                        for k in 0..<kc { out[k * mr + i] = rowBase[Int(ci[p0 + k]) * a.colStride] }
+                    } else {
+                        let cs = a.colStride
+                        var src = rowBase + p0 * cs
+                        for k in 0..<kc { out[k * mr + i] = src.pointee; src += cs }
+                    }
+                } else {
+                    for k in 0..<kc { out[k * mr + i] = 0 }
+                }
+            }
+        }
+    }
+
+    /// Packs B panels `panelRange` of the block (cols j0..<j0+nc, k p0..<p0+kc).
+    static func packB(_ b: MatrixOperand, j0: Int, nc: Int, p0: Int, kc: Int, nr: Int,
+                      panelRange: Range<Int>, into dst: UnsafeMutablePointer<Float>) {
+        for p in panelRange {
+            let cols = min(nr, nc - p * nr)
+            let out = dst + p * kc * nr
+            let jBase = j0 + p * nr
+            if b.colStride == 1 && b.colIndex == nil {
+                // Row-major B: each k row holds NR contiguous values.
+                for k in 0..<kc {
+                    let src = b.base + b.physicalRow(p0 + k) * b.rowStride + jBase
+                    let o = out + k * nr
+                    for j in 0..<cols { o[j] = src[j] }
+                    if cols < nr { for j in cols..<nr { o[j] = 0 } }
+                }
+            } else if b.rowStride == 1 && b.rowIndex == nil {
+                // Transposed B (B = Wᵀ, W row-major): each column is a contiguous weight row.
+                // Read along k, write with stride NR; the panel (kc·NR·4 bytes) stays in L1.
+                for j in 0..<nr {
+                    if j < cols {
+                        let src = b.base + b.physicalCol(jBase + j) * b.colStride + p0
+                        var o = out + j
+                        for k in 0..<kc { o.pointee = src[k]; o += nr }
+                    } else {
+                        var o = out + j
+                        for _ in 0..<kc { o.pointee = 0; o += nr }
+                    }
+                }
+            } else {
+                for k in 0..<kc {
+                    let o = out + k * nr
+                    for j in 0..<nr { o[j] = j < cols ? b.element(p0 + k, jBase + j) : 0 }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,2 @@
+/// True when this target was compiled with -O (checked before any timing is reported).
+public var avx2TargetIsOptimized: Bool { !_isDebugAssertConfiguration() }

@@ -1,0 +1,126 @@
+// AVX-512 micro-kernel: a 6×32 tile of C held in 12 zmm accumulators (SIMD16<Float>).
+// Compiled with -march=x86-64-v4 (Package.swift), so `addingProduct` lowers to vfmadd231ps zmm.
+// Packed layouts (see DGKernels/Pack): A panel = kc × 6 floats (k-major), B panel = kc × 32 floats.
+
+public let avx512TileRows = 6
+public let avx512TileCols = 32
+
+/// C[0..<6, 0..<32] (row stride `ldc`) = acc + beta·C (+ bias[j]) (then max(·,0) if relu).
+/// `beta == 0` never reads C, so C may hold NaN. Full tiles only; edges go through a scratch tile.
+@inline(never)
+public func sgemmMicroKernelAVX512_6x32(
+    _ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+    _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ beta: Float,
+    _ bias: UnsafePointer<Float>?, _ relu: Bool
+) {
+    typealias V = SIMD16<Float>
+    var c00 = V(), c01 = V(), c10 = V(), c11 = V(), c20 = V(), c21 = V()
+    var c30 = V(), c31 = V(), c40 = V(), c41 = V(), c50 = V(), c51 = V()
+    var ap = a, bp = UnsafeRawPointer(b)
+    var k = 0
+    while k < kc {
+        let b0 = bp.loadUnaligned(as: V.self)
+        let b1 = bp.loadUnaligned(fromByteOffset: 64, as: V.self)
+        var s = V(repeating: ap[0]); c00 = c00.addingProduct(s, b0); c01 = c01.addingProduct(s, b1)
+        s = V(repeating: ap[1]); c10 = c10.addingProduct(s, b0); c11 = c11.addingProduct(s, b1)
+        s = V(repeating: ap[2]); c20 = c20.addingProduct(s, b0); c21 = c21.addingProduct(s, b1)
+        s = V(repeating: ap[3]); c30 = c30.addingProduct(s, b0); c31 = c31.addingProduct(s, b1)
+        s = V(repeating: ap[4]); c40 = c40.addingProduct(s, b0); c41 = c41.addingProduct(s, b1)
+        s = V(repeating: ap[5]); c50 = c50.addingProduct(s, b0); c51 = c51.addingProduct(s, b1)
+        ap += 6; bp += 128; k += 1
+    }
+    let bv = V(repeating: beta)
+    let bias0 = bias.map { UnsafeRawPointer($0).loadUnaligned(as: V.self) } ?? V()
+    let bias1 = bias.map { UnsafeRawPointer($0).loadUnaligned(fromByteOffset: 64, as: V.self) } ?? V()
+    let zero = V()
+    @inline(__always) func store(_ row: Int, _ x0: V, _ x1: V) {
+        let p = UnsafeMutableRawPointer(c + row * ldc)
+        var y0 = x0 + bias0, y1 = x1 + bias1
+        if beta != 0 {
+            y0 = y0.addingProduct(bv, p.loadUnaligned(as: V.self))
+            y1 = y1.addingProduct(bv, p.loadUnaligned(fromByteOffset: 64, as: V.self))
+        }
+        if relu { y0 = y0.replacing(with: zero, where: y0 .< zero); y1 = y1.replacing(with: zero, where: y1 .< zero) }
+        p.storeBytes(of: y0, as: V.self)
+        p.storeBytes(of: y1, toByteOffset: 64, as: V.self)
+    }
+    store(0, c00, c01); store(1, c10, c11); store(2, c20, c21)
+    store(3, c30, c31); store(4, c40, c41); store(5, c50, c51)
+}
+
+/// y[i] = dot(W[i, 0..<k], x) (+ beta·y[i]) (+ bias[i]) (relu) for i in 0..<n; W row-major with `ldw`.
+/// Batch-1 path: memory bound, four rows at a time to reuse each x vector four times.
+@inline(never)
+public func sgemvRowsAVX512(
+    _ n: Int, _ k: Int, _ w: UnsafePointer<Float>, _ ldw: Int, _ x: UnsafePointer<Float>,
+    _ y: UnsafeMutablePointer<Float>, _ beta: Float, _ bias: UnsafePointer<Float>?, _ relu: Bool
+) {
+    typealias V = SIMD16<Float>
+    let kv = k & ~15
+    @inline(__always) func finish(_ i: Int, _ s: Float) {
+        var v = s + (bias?[i] ?? 0)
+        if beta != 0 { v += beta * y[i] }
+        if relu && v < 0 { v = 0 }
+        y[i] = v
+    }
+    var i = 0
+    while i + 4 <= n {
+        let r0 = UnsafeRawPointer(w + i * ldw), r1 = UnsafeRawPointer(w + (i + 1) * ldw)
+        let r2 = UnsafeRawPointer(w + (i + 2) * ldw), r3 = UnsafeRawPointer(w + (i + 3) * ldw)
+        let xr = UnsafeRawPointer(x)
+        var a0 = V(), a1 = V(), a2 = V(), a3 = V()
+        var j = 0
+        while j < kv {
+            let xv = xr.loadUnaligned(fromByteOffset: j * 4, as: V.self)
+            a0 = a0.addingProduct(r0.loadUnaligned(fromByteOffset: j * 4, as: V.self), xv)
+            a1 = a1.addingProduct(r1.loadUnaligned(fromByteOffset: j * 4, as: V.self), xv)
+            a2 = a2.addingProduct(r2.loadUnaligned(fromByteOffset: j * 4, as: V.self), xv)
+            a3 = a3.addingProduct(r3.loadUnaligned(fromByteOffset: j * 4, as: V.self), xv)
+            j += 16
+        }
+        var s0 = a0.sum(), s1 = a1.sum(), s2 = a2.sum(), s3 = a3.sum()
+        while j < k {
+            let xv = x[j]
+            s0 += w[i * ldw + j] * xv; s1 += w[(i + 1) * ldw + j] * xv
+            s2 += w[(i + 2) * ldw + j] * xv; s3 += w[(i + 3) * ldw + j] * xv
+            j += 1
+        }
+        finish(i, s0); finish(i + 1, s1); finish(i + 2, s2); finish(i + 3, s3)
+        i += 4
+    }
+    while i < n {
+        let r0 = UnsafeRawPointer(w + i * ldw), xr = UnsafeRawPointer(x)
+        var a0 = V()
+        var j = 0
+        while j < kv {
+            a0 = a0.addingProduct(r0.loadUnaligned(fromByteOffset: j * 4, as: V.self),
+                                  xr.loadUnaligned(fromByteOffset: j * 4, as: V.self))
+            j += 16
+        }
+        var s0 = a0.sum()
+        while j < k { s0 += w[i * ldw + j] * x[j]; j += 1 }
+        finish(i, s0)
+        i += 1
+    }
+}
+
+/// Peak probe: `iters` steps of 16 independent zmm FMA chains; returns a value so nothing is elided.
+/// FLOPs executed = iters × 16 chains × 16 lanes × 2.
+@inline(never)
+public func fmaPeakLoopAVX512(_ iters: Int, _ seed: Float) -> Float {
+    typealias V = SIMD16<Float>
+    let m = V(repeating: 0.5), a = V(repeating: seed)  // x ← a + x·m converges: no inf, no denormals
+    var x0 = V(repeating: seed), x1 = x0 + 1, x2 = x0 + 2, x3 = x0 + 3, x4 = x0 + 4, x5 = x0 + 5
+    var x6 = x0 + 6, x7 = x0 + 7, x8 = x0 + 8, x9 = x0 + 9, x10 = x0 + 10, x11 = x0 + 11
+    var x12 = x0 + 12, x13 = x0 + 13, x14 = x0 + 14, x15 = x0 + 15
+    for _ in 0..<iters {
+        x0 = a.addingProduct(x0, m); x1 = a.addingProduct(x1, m); x2 = a.addingProduct(x2, m)
+        x3 = a.addingProduct(x3, m); x4 = a.addingProduct(x4, m); x5 = a.addingProduct(x5, m)
+        x6 = a.addingProduct(x6, m); x7 = a.addingProduct(x7, m); x8 = a.addingProduct(x8, m)
+        x9 = a.addingProduct(x9, m); x10 = a.addingProduct(x10, m); x11 = a.addingProduct(x11, m)
+        x12 = a.addingProduct(x12, m); x13 = a.addingProduct(x13, m); x14 = a.addingProduct(x14, m)
+        x15 = a.addingProduct(x15, m)
+    }
+    let s = (x0 + x1 + x2 + x3 + x4 + x5 + x6 + x7) + (x8 + x9 + x10 + x11 + x12 + x13 + x14 + x15)
+    return s.sum()
+}

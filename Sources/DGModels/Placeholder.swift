@@ -1,0 +1,1 @@
+// Models live here (issue 6).

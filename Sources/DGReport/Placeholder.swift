@@ -1,0 +1,1 @@
+// Reporters live here (issue 7).
