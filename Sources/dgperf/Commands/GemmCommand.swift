@@ -94,17 +94,3 @@ func requireOptimizedBuild() throws {
         throw ValidationError("the measured code was built without optimisation; timings would be meaningless. Rebuild the kernel and runtime targets with -O (Package.swift does this in every configuration unless its flags were changed)")
     }
 }
-
-/// Small deterministic generator for test data (not for statistics).
-struct SplitMix64 {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func nextFloat() -> Float { Float(next() >> 40) / Float(1 << 24) }
-}
