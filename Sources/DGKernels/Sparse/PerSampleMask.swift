@@ -1,40 +1,75 @@
 import DGRuntime
 
-/// A per-sample mask analysed once per call: the runs of active units of each sample (sample-major)
-/// and the active-pair count. O(batch × blocks), far below the layer's MACs.
-struct PerSamplePlan {
+/// Counts over a per-sample mask that the cost model and the accounting need, in one pass over the bits
+/// (O(batch × blocks) byte reads, no allocation per sample).
+struct MaskStats {
     let batch: Int
     let units: Int
     let blocks: Int
+    let granularity: Int
+    /// Active (sample, unit) pairs.
     var activePairs = 0
-    /// Runs of consecutive active units, flat; sample b owns runs runOffsets[b] ..< runOffsets[b+1].
-    var runStart: [Int] = []
-    var runLength: [Int] = []
-    var runOffsets: [Int] = [0]
-    /// Active (sample, block) pairs per block: how many samples use block j.
+    /// Maximal runs of consecutive active units, summed over samples (one gemv call each in sample-major).
+    var runs = 0
+    /// Samples using block j.
     var blockUsers: [Int]
+    /// Blocks per wide group (enough adjacent blocks to fill NR columns) and samples using each wide group.
+    let wideBlocksPerGroup: Int
+    var wideUsers: [Int]
 
-    init(_ mask: GateMask) {
-        batch = mask.batch; units = mask.units; blocks = mask.blockCount
+    init(_ mask: GateMask, wideBlocksPerGroup bpg: Int) {
+        batch = mask.batch; units = mask.units; blocks = mask.blockCount; granularity = mask.granularity
+        wideBlocksPerGroup = max(1, bpg)
         blockUsers = [Int](repeating: 0, count: blocks)
-        let g = mask.granularity
-        mask.bits.withUnsafeBufferPointer { bits in
-            for b in 0..<batch {
-                let row = bits.baseAddress! + b * blocks
-                var open = false
-                for j in 0..<blocks where row[j] != 0 {
-                    let lo = j * g, len = min(lo + g, units) - lo
-                    blockUsers[j] += 1
-                    activePairs += len
-                    if open && runStart[runStart.count - 1] + runLength[runLength.count - 1] == lo {
-                        runLength[runLength.count - 1] += len
-                    } else {
-                        runStart.append(lo); runLength.append(len); open = true
+        wideUsers = [Int](repeating: 0, count: (blocks + wideBlocksPerGroup - 1) / wideBlocksPerGroup)
+        let lastWidth = units - (blocks - 1) * granularity
+        var activeBlocks = 0, lastActive = 0, runs = 0
+        let blocks = self.blocks, wide = wideBlocksPerGroup
+        // Branch-free inner loop: random masks would mispredict every other branch.
+        blockUsers.withUnsafeMutableBufferPointer { users in
+            wideUsers.withUnsafeMutableBufferPointer { wideU in
+                mask.bits.withUnsafeBufferPointer { bits in
+                    for b in 0..<batch {
+                        let row = bits.baseAddress! + b * blocks
+                        var previous = 0
+                        var j0 = 0, gi = 0
+                        while j0 < blocks {
+                            let j1 = min(j0 + wide, blocks)
+                            var any = 0
+                            for j in j0..<j1 {
+                                let on = row[j] != 0 ? 1 : 0
+                                users[j] &+= on
+                                activeBlocks &+= on
+                                runs &+= on & (previous ^ 1)
+                                any |= on
+                                previous = on
+                            }
+                            wideU[gi] &+= any
+                            j0 = j1; gi += 1
+                        }
+                        lastActive &+= previous
                     }
                 }
-                runOffsets.append(runStart.count)
             }
         }
+        self.runs = runs
+        activePairs = activeBlocks * granularity - lastActive * (granularity - lastWidth)
+    }
+
+    func blockWidth(_ j: Int) -> Int { min((j + 1) * granularity, units) - j * granularity }
+}
+
+/// Calls `body(start, length)` for each maximal run of active units of one sample's mask row, in order.
+@inline(__always)
+func forEachRun(_ row: UnsafePointer<UInt8>, blocks: Int, granularity g: Int, units: Int, _ body: (Int, Int) -> Void) {
+    var j = 0
+    while j < blocks {
+        if row[j] == 0 { j += 1; continue }
+        var j2 = j + 1
+        while j2 < blocks && row[j2] != 0 { j2 += 1 }
+        let s = j * g
+        body(s, min(j2 * g, units) - s)
+        j = j2
     }
 }
 
@@ -80,44 +115,37 @@ extension SparseEngine {
     func perSampleLayer1(x: UnsafePointer<Float>, batch: Int, d: Int, w: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                          h: Int, mask: GateMask, relu: Bool, strategy: PerSampleStrategy,
                          out: UnsafeMutablePointer<Float>) -> SparseReport {
-        let plan = PerSamplePlan(mask)
-        let pairs = plan.activePairs
-        let maskBytes = batch * plan.blocks
+        let g = mask.granularity, blocks = mask.blockCount
+        let wide = g < gemm.kernels.nr ? max(1, gemm.kernels.nr / g) : 1
+        let stats = MaskStats(mask, wideBlocksPerGroup: wide)
+        let pairs = stats.activePairs
+        let maskBytes = batch * blocks
         let denseMACs = batch * h * d
         let useful = KernelCost(macs: pairs * d, bytesRead: 4 * (batch * d + pairs * d), bytesWritten: 4 * pairs)
         var predicted: [String: Double] = [:]
-
-        // Candidate groupings for unit-major: exact blocks, or enough adjacent blocks to fill NR columns.
-        let nr = gemm.kernels.nr
-        var groupings = [1]
-        if mask.granularity < nr { groupings.append(max(1, nr / mask.granularity)) }
-        var groups: UnitGroups? = nil
         var chosen = strategy
+        // Unit-major grouping (exact blocks, or `wide` adjacent blocks per group to fill NR columns): the model picks.
+        var blocksPerGroup = 1
         if strategy == .auto || strategy == .unitMajor {
-            // The grouping is part of the unit-major strategy: the model picks the cheaper one.
             let model = costModel
-            var best = Double.infinity
-            for bpg in groupings {
-                let candidate = UnitGroups(mask, blocksPerGroup: bpg)
-                let t = predictUnitMajor1(model, candidate, d: d, batch: batch, h: h)
-                if groups == nil || t < best { best = t; groups = candidate }
+            let tExact = predictUnitMajor1(model, stats, wide: false, d: d)
+            let tWide = wide > 1 ? predictUnitMajor1(model, stats, wide: true, d: d) : .infinity
+            blocksPerGroup = tWide < tExact ? wide : 1
+            if strategy == .auto {
+                let tDense = predictDense1(model, batch: batch, h: h, d: d)
+                let tUnit = min(tExact, tWide)
+                let tSample = predictSampleMajor1(model, stats, d: d)
+                predicted = [SparseStrategy.denseThenMask.rawValue: tDense, SparseStrategy.unitMajor.rawValue: tUnit,
+                             SparseStrategy.sampleMajor.rawValue: tSample]
+                let sparseBest = min(tUnit, tSample)
+                chosen = sparseBest < autoMargin * tDense ? (tUnit <= tSample ? .unitMajor : .sampleMajor) : .denseThenMask
             }
-        }
-        if strategy == .auto {
-            let model = costModel
-            let tDense = predictDense1(model, batch: batch, h: h, d: d)
-            let tUnit = predictUnitMajor1(model, groups!, d: d, batch: batch, h: h)
-            let tSample = predictSampleMajor1(model, plan, d: d, batch: batch, h: h)
-            predicted = [SparseStrategy.denseThenMask.rawValue: tDense, SparseStrategy.unitMajor.rawValue: tUnit,
-                         SparseStrategy.sampleMajor.rawValue: tSample]
-            let sparseBest = min(tUnit, tSample)
-            chosen = sparseBest < autoMargin * tDense ? (tUnit <= tSample ? .unitMajor : .sampleMajor) : .denseThenMask
         }
 
         switch chosen {
         case .auto, .denseThenMask:
             _ = denseLayer1(x: x, batch: batch, d: d, w: w, h: h, epilogue: Epilogue(bias: bias, relu: relu), out: out)
-            zeroInactive(out: out, plan: plan, width: h)
+            applyMask(out, mask: mask)
             let cost = CostBreakdown(useful: useful,
                                      overhead: KernelCost(bytesRead: maskBytes, bytesWritten: 4 * (batch * h - pairs)),
                                      wasted: KernelCost(macs: denseMACs - pairs * d))
@@ -125,28 +153,34 @@ extension SparseEngine {
                                 predictedSeconds: predicted)
 
         case .unitMajor:
-            let groups = groups!
+            let groups = UnitGroups(mask, blocksPerGroup: blocksPerGroup)
             groups.rows.withUnsafeBufferPointer { rows in
-                let body: (Range<Int>, GemmEngine) -> Void = { range, engine in
+                let body: (Range<Int>, GemmEngine, AlignedBuffer) -> Void = { range, engine, buffer in
                     for gi in range {
                         let lo = groups.lo[gi], width = groups.hi[gi] - lo
                         let rowMap = rows.baseAddress! + groups.rowOffsets[gi]
                         let m = groups.rowOffsets[gi + 1] - groups.rowOffsets[gi]
+                        // Into a compact tile (full micro-tiles store directly), then scatter whole rows:
+                        // the engine's scattered-C path stores element by element on every KC block.
+                        let tile = buffer.reserve(m * width)
                         engine.gemm(m: m, n: width, k: d,
                                     a: MatrixOperand(base: x, rowStride: d, colStride: 1, rowIndex: rowMap),
                                     b: .rowMajor(w + lo * d, ld: d, transposed: true),
-                                    c: OutputOperand(base: out + lo, rowStride: h, rowIndex: rowMap),
+                                    c: OutputOperand(base: tile, rowStride: width),
                                     epilogue: Epilogue(bias: bias.map { $0 + lo }, relu: relu))
+                        for i in 0..<m { (out + Int(rowMap[i]) * h + lo).update(from: tile + i * width, count: width) }
                     }
                 }
                 if workerCount > 1 && groups.count >= workerCount {
-                    gemm.executor.parallelFor(groups.count, grain: 1) { range, slot in body(range, self.slotEngines[slot]) }
+                    gemm.executor.parallelFor(groups.count, grain: 1) { range, slot in
+                        body(range, self.slotEngines[slot], self.slotScratch[slot])
+                    }
                 } else {
-                    body(0..<groups.count, gemm)
+                    body(0..<groups.count, gemm, slotScratch[0])
                 }
             }
             // Rows outside a group's union were never written, and union rows hold values for blocks they do not use.
-            zeroInactive(out: out, plan: plan, width: h)
+            applyMask(out, mask: mask)
             let executed = groups.computedPairs * d
             let cost = CostBreakdown(
                 useful: useful,
@@ -158,23 +192,24 @@ extension SparseEngine {
 
         case .sampleMajor:
             let gemv = gemm.kernels.gemv
-            let body: (Range<Int>, Int) -> Void = { range, _ in
-                for b in range {
-                    let xb = x + b * d, ob = out + b * h
-                    var next = 0
-                    for r in plan.runOffsets[b]..<plan.runOffsets[b + 1] {
-                        let s = plan.runStart[r], len = plan.runLength[r]
-                        if s > next { (ob + next).update(repeating: 0, count: s - next) }
-                        gemv(len, d, w + s * d, d, xb, ob + s, 0, bias.map { $0 + s }, relu)
-                        next = s + len
+            mask.bits.withUnsafeBufferPointer { bits in
+                let body: (Range<Int>, Int) -> Void = { range, _ in
+                    for b in range {
+                        let xb = x + b * d, ob = out + b * h
+                        var next = 0
+                        forEachRun(bits.baseAddress! + b * blocks, blocks: blocks, granularity: g, units: h) { s, len in
+                            if s > next { (ob + next).update(repeating: 0, count: s - next) }
+                            gemv(len, d, w + s * d, d, xb, ob + s, 0, bias.map { $0 + s }, relu)
+                            next = s + len
+                        }
+                        if h > next { (ob + next).update(repeating: 0, count: h - next) }
                     }
-                    if h > next { (ob + next).update(repeating: 0, count: h - next) }
                 }
-            }
-            if workerCount > 1 && pairs * d >= gemm.parallelThresholdMACs {
-                gemm.executor.parallelFor(batch, grain: 1, body)
-            } else {
-                body(0..<batch, 0)
+                if workerCount > 1 && pairs * d >= gemm.parallelThresholdMACs {
+                    gemm.executor.parallelFor(batch, grain: 1, body)
+                } else {
+                    body(0..<batch, 0)
+                }
             }
             let cost = CostBreakdown(
                 useful: useful,
@@ -184,16 +219,23 @@ extension SparseEngine {
         }
     }
 
-    /// Writes 0 into every inactive (sample, unit) entry of a batch × width output.
-    func zeroInactive(out: UnsafeMutablePointer<Float>, plan: PerSamplePlan, width: Int) {
-        for b in 0..<plan.batch {
-            let row = out + b * width
-            var next = 0
-            for r in plan.runOffsets[b]..<plan.runOffsets[b + 1] {
-                if plan.runStart[r] > next { (row + next).update(repeating: 0, count: plan.runStart[r] - next) }
-                next = plan.runStart[r] + plan.runLength[r]
+    /// Writes 0 into every inactive (sample, unit) entry of a batch × units output.
+    func applyMask(_ out: UnsafeMutablePointer<Float>, mask: GateMask) {
+        let blocks = mask.blockCount, g = mask.granularity, h = mask.units
+        mask.bits.withUnsafeBufferPointer { bits in
+            for b in 0..<mask.batch {
+                let row = out + b * h, flags = bits.baseAddress! + b * blocks
+                if g == 1 {
+                    // Bitwise AND with an all-ones/all-zeros word: branch-free and vectorisable (and NaN-safe).
+                    let raw = UnsafeMutableRawPointer(row).assumingMemoryBound(to: UInt32.self)
+                    for u in 0..<h { raw[u] &= 0 &- UInt32(flags[u] != 0 ? 1 : 0) }
+                } else {
+                    for j in 0..<blocks where flags[j] == 0 {
+                        let lo = j * g
+                        (row + lo).update(repeating: 0, count: min(lo + g, h) - lo)
+                    }
+                }
             }
-            if width > next { (row + next).update(repeating: 0, count: width - next) }
         }
     }
 
@@ -202,25 +244,22 @@ extension SparseEngine {
     func perSampleLayer2(h hIn: UnsafePointer<Float>, batch: Int, units h: Int, v: UnsafePointer<Float>,
                          bias: UnsafePointer<Float>?, c: Int, mask: GateMask, strategy: PerSampleStrategy,
                          y: UnsafeMutablePointer<Float>) -> SparseReport {
-        let plan = PerSamplePlan(mask)
-        let pairs = plan.activePairs
-        let maskBytes = batch * plan.blocks
+        let g = mask.granularity, blocks = mask.blockCount
+        let stats = MaskStats(mask, wideBlocksPerGroup: 1)
+        let pairs = stats.activePairs
+        let maskBytes = batch * blocks
         let denseMACs = batch * h * c
         let useful = KernelCost(macs: pairs * c, bytesRead: 4 * (pairs + pairs * c), bytesWritten: 4 * batch * c)
         var predicted: [String: Double] = [:]
         var chosen = strategy
-        let exact = UnitGroups(mask, blocksPerGroup: 1)
         if strategy == .auto {
             let model = costModel
-            let tDense = model.passSeconds(bytes: 8 * batch * h) + parallel(model.gemmSeconds(m: batch, n: c, k: h),
-                                                                             tasks: batch * c * h >= gemm.parallelThresholdMACs ? workerCount : 1)
+            let tDense = model.passSeconds(bytes: 8 * batch * h)
+                + parallel(model.gemmSeconds(m: batch, n: c, k: h), tasks: batch * c * h >= gemm.parallelThresholdMACs ? workerCount : 1)
             var tUnit = 0.0
-            for gi in 0..<exact.count {
-                tUnit += model.gemmSeconds(m: exact.rowOffsets[gi + 1] - exact.rowOffsets[gi], n: c, k: exact.hi[gi] - exact.lo[gi])
-            }
-            var tSample = 0.0
-            for r in 0..<plan.runStart.count { tSample += model.gemvSeconds(rows: c, k: plan.runLength[r]) }
-            tSample = parallel(tSample, tasks: min(batch, workerCount))
+            for j in 0..<blocks { tUnit += model.gemmSeconds(m: stats.blockUsers[j], n: c, k: stats.blockWidth(j)) }
+            let tSample = parallel(Double(stats.runs) * model.gemvCall + Double(pairs * c) * model.gemvMAC,
+                                   tasks: batch)
             predicted = [SparseStrategy.denseThenMask.rawValue: tDense, SparseStrategy.unitMajor.rawValue: tUnit,
                          SparseStrategy.sampleMajor.rawValue: tSample]
             chosen = min(tUnit, tSample) < autoMargin * tDense ? (tUnit <= tSample ? .unitMajor : .sampleMajor) : .denseThenMask
@@ -230,8 +269,8 @@ extension SparseEngine {
         case .auto, .denseThenMask:
             // Inactive inputs must not leak in: copy h with them zeroed, then the dense product.
             let hm = maskedInput.reserve(batch * h)
-            for b in 0..<batch { (hm + b * h).update(from: hIn + b * h, count: h) }
-            zeroInactive(out: hm, plan: plan, width: h)
+            hm.update(from: hIn, count: batch * h)
+            applyMask(hm, mask: mask)
             gemm.gemm(m: batch, n: c, k: h, a: .rowMajor(UnsafePointer(hm), ld: h), b: .rowMajor(v, ld: h, transposed: true),
                       c: OutputOperand(base: y, rowStride: c), epilogue: Epilogue(bias: bias))
             let cost = CostBreakdown(useful: useful,
@@ -240,16 +279,23 @@ extension SparseEngine {
             return SparseReport(strategy: .denseThenMask, cost: cost, denseMACs: denseMACs, activePairs: pairs,
                                 predictedSeconds: predicted)
         case .unitMajor:
+            let exact = UnitGroups(mask, blocksPerGroup: 1)
             for b in 0..<batch { for j in 0..<c { y[b * c + j] = biasValue(j) } }
             // Groups accumulate into the same rows of y, so they run one after another (each GEMM may split).
             exact.rows.withUnsafeBufferPointer { rows in
                 for gi in 0..<exact.count {
                     let lo = exact.lo[gi]
                     let rowMap = rows.baseAddress! + exact.rowOffsets[gi]
-                    gemm.gemm(m: exact.rowOffsets[gi + 1] - exact.rowOffsets[gi], n: c, k: exact.hi[gi] - lo,
+                    let m = exact.rowOffsets[gi + 1] - exact.rowOffsets[gi]
+                    let tile = slotScratch[0].reserve(m * c)
+                    gemm.gemm(m: m, n: c, k: exact.hi[gi] - lo,
                               a: MatrixOperand(base: hIn + lo, rowStride: h, colStride: 1, rowIndex: rowMap),
                               b: .rowMajor(v + lo, ld: h, transposed: true),
-                              c: OutputOperand(base: y, rowStride: c, rowIndex: rowMap), epilogue: Epilogue(beta: 1))
+                              c: OutputOperand(base: tile, rowStride: c))
+                    for i in 0..<m {
+                        let yr = y + Int(rowMap[i]) * c, tr = tile + i * c
+                        for j in 0..<c { yr[j] += tr[j] }
+                    }
                 }
             }
             let cost = CostBreakdown(useful: useful,
@@ -258,20 +304,21 @@ extension SparseEngine {
                                 predictedSeconds: predicted)
         case .sampleMajor:
             let gemv = gemm.kernels.gemv
-            let body: (Range<Int>, Int) -> Void = { range, _ in
-                for b in range {
-                    let yb = y + b * c, hb = hIn + b * h
-                    for j in 0..<c { yb[j] = biasValue(j) }
-                    for r in plan.runOffsets[b]..<plan.runOffsets[b + 1] {
-                        let s = plan.runStart[r]
-                        gemv(c, plan.runLength[r], v + s, h, hb + s, yb, 1, nil, false)
+            mask.bits.withUnsafeBufferPointer { bits in
+                let body: (Range<Int>, Int) -> Void = { range, _ in
+                    for b in range {
+                        let yb = y + b * c, hb = hIn + b * h
+                        for j in 0..<c { yb[j] = biasValue(j) }
+                        forEachRun(bits.baseAddress! + b * blocks, blocks: blocks, granularity: g, units: h) { s, len in
+                            gemv(c, len, v + s, h, hb + s, yb, 1, nil, false)
+                        }
                     }
                 }
-            }
-            if workerCount > 1 && pairs * c >= gemm.parallelThresholdMACs {
-                gemm.executor.parallelFor(batch, grain: 1, body)
-            } else {
-                body(0..<batch, 0)
+                if workerCount > 1 && pairs * c >= gemm.parallelThresholdMACs {
+                    gemm.executor.parallelFor(batch, grain: 1, body)
+                } else {
+                    body(0..<batch, 0)
+                }
             }
             let cost = CostBreakdown(useful: useful, overhead: KernelCost(bytesRead: maskBytes))
             return SparseReport(strategy: .sampleMajor, cost: cost, denseMACs: denseMACs, activePairs: pairs,
@@ -288,17 +335,24 @@ extension SparseEngine {
         return parallel(m.gemmSeconds(m: batch, n: h, k: d), tasks: tasks) + m.passSeconds(bytes: 4 * batch * h)
     }
 
-    func predictUnitMajor1(_ m: SparseCostModel, _ g: UnitGroups, d: Int, batch: Int, h: Int) -> Double {
-        var t = 0.0
-        for gi in 0..<g.count {
-            t += m.gemmSeconds(m: g.rowOffsets[gi + 1] - g.rowOffsets[gi], n: g.hi[gi] - g.lo[gi], k: d)
+    func predictUnitMajor1(_ m: SparseCostModel, _ s: MaskStats, wide: Bool, d: Int) -> Double {
+        var t = 0.0, groups = 0
+        if wide {
+            let bpg = s.wideBlocksPerGroup
+            for gi in 0..<s.wideUsers.count where s.wideUsers[gi] > 0 {
+                let lo = gi * bpg * s.granularity, hi = min((gi + 1) * bpg * s.granularity, s.units)
+                t += m.gemmSeconds(m: s.wideUsers[gi], n: hi - lo, k: d); groups += 1
+            }
+        } else {
+            for j in 0..<s.blocks where s.blockUsers[j] > 0 {
+                t += m.gemmSeconds(m: s.blockUsers[j], n: s.blockWidth(j), k: d); groups += 1
+            }
         }
-        return parallel(t, tasks: g.count) + m.passSeconds(bytes: 4 * batch * h)
+        return parallel(t, tasks: groups) + m.passSeconds(bytes: 4 * s.batch * s.units)
     }
 
-    func predictSampleMajor1(_ m: SparseCostModel, _ p: PerSamplePlan, d: Int, batch: Int, h: Int) -> Double {
-        var t = 0.0
-        for r in 0..<p.runStart.count { t += m.gemvSeconds(rows: p.runLength[r], k: d) }
-        return parallel(t, tasks: batch) + m.passSeconds(bytes: 4 * (batch * h - p.activePairs))
+    func predictSampleMajor1(_ m: SparseCostModel, _ s: MaskStats, d: Int) -> Double {
+        parallel(Double(s.runs) * m.gemvCall + Double(s.activePairs * d) * m.gemvMAC, tasks: s.batch)
+            + m.passSeconds(bytes: 4 * (s.batch * s.units - s.activePairs))
     }
 }

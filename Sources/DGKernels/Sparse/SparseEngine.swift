@@ -12,6 +12,8 @@ public final class SparseEngine: @unchecked Sendable {
     public let gemm: GemmEngine
     /// One serial engine per worker slot, for strategies that parallelise over groups or samples.
     let slotEngines: [GemmEngine]
+    /// One compact output tile per worker slot (unit-major groups compute here, then scatter rows).
+    let slotScratch: [AlignedBuffer]
     let scratch = AlignedBuffer()
     let maskedInput = AlignedBuffer()
     private var model: SparseCostModel?
@@ -20,12 +22,13 @@ public final class SparseEngine: @unchecked Sendable {
 
     /// Predicted sparse time must be below this fraction of the predicted dense-then-mask time for
     /// `.auto` to leave the dense path: the margin absorbs model error so `.auto` is never slower than dense.
-    public var autoMargin = 0.85
+    public var autoMargin = 0.9
 
     public init(gemm: GemmEngine, costModel: SparseCostModel? = nil,
                 costModelCache: SparseCostModelCache? = .default) {
         self.gemm = gemm
         slotEngines = (0..<gemm.workerCount).map { _ in GemmEngine(kernels: gemm.kernels, executor: SerialExecutor()) }
+        slotScratch = (0..<gemm.workerCount).map { _ in AlignedBuffer() }
         model = costModel
         self.costModelCache = costModelCache
     }
