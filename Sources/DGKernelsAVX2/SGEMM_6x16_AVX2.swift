@@ -13,22 +13,28 @@ public func sgemmMicroKernelAVX2_6x16(
     _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ beta: Float,
     _ bias: UnsafePointer<Float>?, _ relu: Bool
 ) {
+    // One SIMD16 accumulator per row (two ymm after legalisation). Written per row so that each
+    // broadcast dies right after its two FMAs: with two separate SIMD8 columns LLVM grouped the FMAs by
+    // column, kept six broadcasts live and spilled accumulators (16 ymm registers only).
     typealias V = SIMD8<Float>
-    var c00 = V(), c01 = V(), c10 = V(), c11 = V(), c20 = V(), c21 = V()
-    var c30 = V(), c31 = V(), c40 = V(), c41 = V(), c50 = V(), c51 = V()
+    typealias W = SIMD16<Float>
+    var r0 = W(), r1 = W(), r2 = W(), r3 = W(), r4 = W(), r5 = W()
     var ap = a, bp = UnsafeRawPointer(b)
     var k = 0
     while k < kc {
-        let b0 = bp.loadUnaligned(as: V.self)
-        let b1 = bp.loadUnaligned(fromByteOffset: 32, as: V.self)
-        var s = V(repeating: ap[0]); c00 = c00.addingProduct(s, b0); c01 = c01.addingProduct(s, b1)
-        s = V(repeating: ap[1]); c10 = c10.addingProduct(s, b0); c11 = c11.addingProduct(s, b1)
-        s = V(repeating: ap[2]); c20 = c20.addingProduct(s, b0); c21 = c21.addingProduct(s, b1)
-        s = V(repeating: ap[3]); c30 = c30.addingProduct(s, b0); c31 = c31.addingProduct(s, b1)
-        s = V(repeating: ap[4]); c40 = c40.addingProduct(s, b0); c41 = c41.addingProduct(s, b1)
-        s = V(repeating: ap[5]); c50 = c50.addingProduct(s, b0); c51 = c51.addingProduct(s, b1)
+        let bw = bp.loadUnaligned(as: W.self)
+        r0 = r0.addingProduct(W(repeating: ap[0]), bw)
+        r1 = r1.addingProduct(W(repeating: ap[1]), bw)
+        r2 = r2.addingProduct(W(repeating: ap[2]), bw)
+        r3 = r3.addingProduct(W(repeating: ap[3]), bw)
+        r4 = r4.addingProduct(W(repeating: ap[4]), bw)
+        r5 = r5.addingProduct(W(repeating: ap[5]), bw)
         ap += 6; bp += 64; k += 1
     }
+    @inline(__always) func lo(_ w: W) -> V { w.lowHalf }
+    @inline(__always) func hi(_ w: W) -> V { w.highHalf }
+    let c00 = lo(r0), c01 = hi(r0), c10 = lo(r1), c11 = hi(r1), c20 = lo(r2), c21 = hi(r2)
+    let c30 = lo(r3), c31 = hi(r3), c40 = lo(r4), c41 = hi(r4), c50 = lo(r5), c51 = hi(r5)
     let bv = V(repeating: beta)
     let bias0 = bias.map { UnsafeRawPointer($0).loadUnaligned(as: V.self) } ?? V()
     let bias1 = bias.map { UnsafeRawPointer($0).loadUnaligned(fromByteOffset: 32, as: V.self) } ?? V()
