@@ -9,7 +9,7 @@ public final class GemmEngine: @unchecked Sendable {
     public let kernels: KernelSet
     public let executor: ParallelExecutor
     private var aBuffers: [AlignedBuffer]
-    private let bBuffer = AlignedBuffer()
+    private var bBuffers: [AlignedBuffer]
     private var tileBuffers: [AlignedBuffer]
 
     /// Below this many MACs a call runs on one worker: fork-join would cost more than it saves.
@@ -19,6 +19,7 @@ public final class GemmEngine: @unchecked Sendable {
         self.kernels = kernels
         self.executor = executor
         aBuffers = (0..<executor.workerCount).map { _ in AlignedBuffer() }
+        bBuffers = (0..<executor.workerCount).map { _ in AlignedBuffer() }
         tileBuffers = (0..<executor.workerCount).map { _ in AlignedBuffer(capacity: kernels.mr * kernels.nr * 2) }
     }
 
@@ -99,46 +100,55 @@ public final class GemmEngine: @unchecked Sendable {
 
     // MARK: - Blocked path (the five loops)
 
+    /// Splits C into one rectangle per worker and runs the serial loop nest on each, in one fork-join.
+    /// No barrier: every worker packs its own B and A panels. Splitting along N duplicates A packing,
+    /// along M duplicates B packing, so the split goes along the larger of the two (cost ∝ the other).
     private func blockedPath(m: Int, n: Int, k: Int, a: MatrixOperand, b: MatrixOperand, c: OutputOperand, epilogue: Epilogue) {
+        let mr = kernels.mr, nr = kernels.nr
+        var workers = (m * n * k >= parallelThresholdMACs) ? executor.workerCount : 1
+        let mTiles = (m + mr - 1) / mr, nTiles = (n + nr - 1) / nr
+        let splitN = nTiles * nr >= mTiles * mr
+        workers = min(workers, splitN ? nTiles : mTiles)
+        if workers <= 1 {
+            serialBlocked(rows: 0..<m, cols: 0..<n, k: k, a: a, b: b, c: c, epilogue: epilogue, slot: 0)
+            return
+        }
+        let tiles = splitN ? nTiles : mTiles, tile = splitN ? nr : mr, extent = splitN ? n : m
+        executor.run(tasks: workers) { t in
+            let lo = min(extent, tiles * t / workers * tile), hi = min(extent, tiles * (t + 1) / workers * tile)
+            guard lo < hi else { return }
+            if splitN {
+                self.serialBlocked(rows: 0..<m, cols: lo..<hi, k: k, a: a, b: b, c: c, epilogue: epilogue, slot: t)
+            } else {
+                self.serialBlocked(rows: lo..<hi, cols: 0..<n, k: k, a: a, b: b, c: c, epilogue: epilogue, slot: t)
+            }
+        }
+    }
+
+    /// The five BLIS loops for the sub-matrix C[rows, cols] on one worker slot.
+    private func serialBlocked(rows: Range<Int>, cols: Range<Int>, k: Int, a: MatrixOperand, b: MatrixOperand,
+                               c: OutputOperand, epilogue: Epilogue, slot: Int) {
         let bp = kernels.blocking
         let mr = bp.mr, nr = bp.nr
-        let workers = (m * n * k >= parallelThresholdMACs) ? executor.workerCount : 1
-        let kcMax = min(bp.kc, k), ncMax = min(bp.nc, n)
-        let bPacked = bBuffer.reserve(kcMax * ((ncMax + nr - 1) / nr) * nr)
-        for jc in stride(from: 0, to: n, by: bp.nc) {
+        let m = rows.upperBound, n = cols.upperBound
+        let kcMax = min(bp.kc, k), ncMax = min(bp.nc, cols.count), mcMax = min(bp.mc, rows.count)
+        let bPacked = bBuffers[slot].reserve(kcMax * ((ncMax + nr - 1) / nr) * nr)
+        let aPacked = aBuffers[slot].reserve(kcMax * ((mcMax + mr - 1) / mr) * mr)
+        for jc in stride(from: cols.lowerBound, to: n, by: bp.nc) {
             let nc = min(bp.nc, n - jc)
             let nPanels = (nc + nr - 1) / nr
             for pc in stride(from: 0, to: k, by: bp.kc) {
                 let kc = min(bp.kc, k - pc)
                 let first = pc == 0, last = pc + kc == k
-                // 1. Pack the B block, split by panels.
-                if workers > 1 && nPanels > 1 {
-                    executor.parallelFor(nPanels, grain: 1) { range, _ in
-                        Pack.packB(b, j0: jc, nc: nc, p0: pc, kc: kc, nr: nr, panelRange: range, into: bPacked)
-                    }
-                } else {
-                    Pack.packB(b, j0: jc, nc: nc, p0: pc, kc: kc, nr: nr, panelRange: 0..<nPanels, into: bPacked)
-                }
-                // 2. Macro-kernel: split MC blocks across workers when there are enough, else NR panels.
-                let icBlocks = (m + bp.mc - 1) / bp.mc
+                Pack.packB(b, j0: jc, nc: nc, p0: pc, kc: kc, nr: nr, panelRange: 0..<nPanels, into: bPacked)
                 let blockEpilogue = Epilogue(beta: first ? epilogue.beta : 1,
                                              bias: last ? epilogue.bias : nil, biasIndex: epilogue.biasIndex,
                                              relu: last && epilogue.relu)
-                let body: (Int, Range<Int>, Range<Int>) -> Void = { slot, icRange, panelRange in
-                    for ib in icRange {
-                        let ic = ib * bp.mc, mc = min(bp.mc, m - ic)
-                        let aPacked = self.aBuffers[slot].reserve(kc * ((mc + mr - 1) / mr) * mr)
-                        Pack.packA(a, i0: ic, mc: mc, p0: pc, kc: kc, mr: mr, into: aPacked)
-                        self.macroKernel(mc: mc, kc: kc, ic: ic, jc: jc, nc: nc, panelRange: panelRange,
-                                         aPacked: aPacked, bPacked: bPacked, c: c, epilogue: blockEpilogue, slot: slot)
-                    }
-                }
-                if workers == 1 {
-                    body(0, 0..<icBlocks, 0..<nPanels)
-                } else if icBlocks >= workers {
-                    executor.parallelFor(icBlocks, grain: 1) { range, slot in body(slot, range, 0..<nPanels) }
-                } else {
-                    executor.parallelFor(nPanels, grain: 1) { range, slot in body(slot, 0..<icBlocks, range) }
+                for ic in stride(from: rows.lowerBound, to: m, by: bp.mc) {
+                    let mc = min(bp.mc, m - ic)
+                    Pack.packA(a, i0: ic, mc: mc, p0: pc, kc: kc, mr: mr, into: aPacked)
+                    macroKernel(mc: mc, kc: kc, ic: ic, jc: jc, nc: nc, panelRange: 0..<nPanels,
+                                aPacked: aPacked, bPacked: bPacked, c: c, epilogue: blockEpilogue, slot: slot)
                 }
             }
         }
