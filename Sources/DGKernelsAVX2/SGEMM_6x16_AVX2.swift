@@ -127,3 +127,34 @@ public func fmaPeakLoopAVX2(_ iters: Int, _ seed: Float) -> Float {
     let s = (x0 + x1 + x2 + x3 + x4 + x5 + x6 + x7) + (x8 + x9 + x10 + x11)
     return s.sum()
 }
+
+/// One row of C against one packed B panel (kc × 16, k-major): y[0..<16] = x·panel (+beta·y, bias, relu).
+/// The batch-1 kernel for pre-packed weights; four k-interleaved accumulators hide FMA latency.
+@inline(never)
+public func sgemvPanelAVX2_16(
+    _ kc: Int, _ x: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+    _ y: UnsafeMutablePointer<Float>, _ beta: Float, _ bias: UnsafePointer<Float>?, _ relu: Bool
+) {
+    typealias W = SIMD16<Float>
+    var a = W(), bb = W(), c = W(), d = W()
+    let bp = UnsafeRawPointer(b)
+    var k = 0
+    while k + 4 <= kc {
+        let o = k * 64
+        a = a.addingProduct(W(repeating: x[k]), bp.loadUnaligned(fromByteOffset: o, as: W.self))
+        bb = bb.addingProduct(W(repeating: x[k + 1]), bp.loadUnaligned(fromByteOffset: o + 64, as: W.self))
+        c = c.addingProduct(W(repeating: x[k + 2]), bp.loadUnaligned(fromByteOffset: o + 128, as: W.self))
+        d = d.addingProduct(W(repeating: x[k + 3]), bp.loadUnaligned(fromByteOffset: o + 192, as: W.self))
+        k += 4
+    }
+    while k < kc {
+        a = a.addingProduct(W(repeating: x[k]), bp.loadUnaligned(fromByteOffset: k * 64, as: W.self))
+        k += 1
+    }
+    var v = (a + bb) + (c + d)
+    if let bias { v += UnsafeRawPointer(bias).loadUnaligned(as: W.self) }
+    let yp = UnsafeMutableRawPointer(y)
+    if beta != 0 { v = v.addingProduct(W(repeating: beta), yp.loadUnaligned(as: W.self)) }
+    if relu { v = v.replacing(with: 0, where: v .< 0) }
+    yp.storeBytes(of: v, as: W.self)
+}
