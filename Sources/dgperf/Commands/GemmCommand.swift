@@ -20,11 +20,11 @@ struct GemmCommand: ParsableCommand {
         """
     )
 
-    @Option(help: "Rows of A and C (batch size).") var m: Int?
-    @Option(help: "Inner dimension.") var k: Int?
-    @Option(help: "Columns of C (output units).") var n: Int?
-    @Option(help: "Worker threads.") var threads: Int = 1
-    @Option(help: "Timed repetitions per shape.") var reps: Int = 30
+    @Option(parsing: .unconditional, help: "Rows of A and C (batch size).") var m: Int?
+    @Option(parsing: .unconditional, help: "Inner dimension.") var k: Int?
+    @Option(parsing: .unconditional, help: "Columns of C (output units).") var n: Int?
+    @Option(parsing: .unconditional, help: "Worker threads.") var threads: Int = 1
+    @Option(parsing: .unconditional, help: "Timed repetitions per shape.") var reps: Int = 30
     @Option(help: "Kernel ISA: auto, avx512 or avx2.") var isa: String = "auto"
     @Option(help: "Also time this peer on the same shapes in the same run: numpy.") var peer: String?
     @Flag(help: "Run the reference shapes (1024³, 256×784×512, 64×784×512, 1×784×512) at 1 thread plus 2-thread scaling.")
