@@ -17,7 +17,8 @@ extension DGPerf {
             let message = self.message(for: error)
             if !message.isEmpty {
                 let args = CommandLine.arguments.dropFirst()
-                let sub = args.first.map { $0.hasPrefix("-") ? "" : " \($0)" } ?? ""
+                let known = Set(configuration.subcommands.map { $0._commandName })
+                let sub = args.first.map { known.contains($0) ? " \($0)" : "" } ?? ""
                 printError("error: \(message)" + (code == .validationFailure ? " (see 'dgperf\(sub) --help')" : ""))
             }
             Glibc.exit(code.rawValue)
