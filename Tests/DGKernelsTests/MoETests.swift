@@ -100,8 +100,9 @@ final class MoETests: XCTestCase {
             let ref = moeReference(x: x, tokens: tokens, w: w, config: config)
             guard ref.unambiguous else { continue }
             var y = [Float](repeating: .nan, count: tokens * o)
-            let r = try engine.forward(input: x, tokens: tokens, weights: w, config: config, output: &y)
-            let tag = "case \(caseIndex) T=\(tokens) D=\(d) H=\(h) O=\(o) E=\(e) k=\(k) c=\(config.capacityFactor)"
+            let packed = caseIndex % 3 == 1 ? engine.pack(w) : nil
+            let r = try engine.forward(input: x, tokens: tokens, weights: w, config: config, packed: packed, output: &y)
+            let tag = "case \(caseIndex) T=\(tokens) D=\(d) H=\(h) O=\(o) E=\(e) k=\(k) c=\(config.capacityFactor) packed=\(packed != nil)"
             XCTAssertEqual(r.requested, ref.requested, tag)
             XCTAssertEqual(r.load, ref.load, tag)
             XCTAssertEqual(r.droppedAssignments, ref.dropped, tag)

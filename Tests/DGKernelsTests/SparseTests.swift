@@ -102,22 +102,50 @@ final class SparseTests: XCTestCase {
             for b in 0..<batch { for u in active {
                 ref1[b * h + u] = max(0, pre[b * h + u] + Double(bias[u])); scale1[b * h + u] = preAbs[b * h + u] + abs(Double(bias[u]))
             } }
-            var out = [Float](repeating: .nan, count: batch * h)
-            let rs = try engine.gatedLinear(input: x, batch: batch, inFeatures: d, weights: w, bias: bias, units: h,
-                                            mask: shared, layout: .scattered, output: &out)
-            if let m = firstMismatch(out, ref1, scale1) { XCTFail("shared scattered \(tag): \(m)"); return }
-            XCTAssertEqual(rs.cost.useful.macs, batch * n * d, tag)
-            XCTAssertEqual(rs.cost.total.macs, batch * n * d, tag)
-            checked["shared-scattered", default: 0] += 1
+            let packed = try engine.packWeights(w, units: h, inFeatures: d)
+            for pk in [nil, packed] {
+                let ptag = tag + (pk == nil ? "" : " packed")
+                var out = [Float](repeating: .nan, count: batch * h)
+                let rs = try engine.gatedLinear(input: x, batch: batch, inFeatures: d, weights: w, bias: bias, units: h,
+                                                mask: shared, layout: .scattered, packed: pk, output: &out)
+                if let m = firstMismatch(out, ref1, scale1) { XCTFail("shared scattered \(ptag) → \(rs.strategy): \(m)"); return }
+                XCTAssertEqual(rs.cost.useful.macs, batch * n * d, ptag)
+                XCTAssertEqual(rs.cost.total.macs, batch * n * d, ptag)
+                checked["shared-scattered\(pk == nil ? "" : "-packed")", default: 0] += 1
+                if rs.strategy == .sharedPanels { checked["shared-panels", default: 0] += 1 }
 
-            var outC = [Float](repeating: .nan, count: max(1, batch * n))
-            let rc = try engine.gatedLinear(input: x, batch: batch, inFeatures: d, weights: w, bias: bias, units: h,
-                                            mask: shared, layout: .compact, output: &outC)
-            let refC = (0..<batch).flatMap { b in active.map { ref1[b * h + $0] } }
-            let scaleC = (0..<batch).flatMap { b in active.map { scale1[b * h + $0] } }
-            if let m = firstMismatch(Array(outC.prefix(batch * n)), refC, scaleC) { XCTFail("shared compact \(tag): \(m)"); return }
-            XCTAssertEqual(rc.cost.total.macs, batch * n * d, tag)
-            checked["shared-compact", default: 0] += 1
+                var outC = [Float](repeating: .nan, count: max(1, batch * n))
+                let rc = try engine.gatedLinear(input: x, batch: batch, inFeatures: d, weights: w, bias: bias, units: h,
+                                                mask: shared, layout: .compact, packed: pk, output: &outC)
+                let refC = (0..<batch).flatMap { b in active.map { ref1[b * h + $0] } }
+                let scaleC = (0..<batch).flatMap { b in active.map { scale1[b * h + $0] } }
+                if let m = firstMismatch(Array(outC.prefix(batch * n)), refC, scaleC) { XCTFail("shared compact \(ptag) → \(rc.strategy): \(m)"); return }
+                XCTAssertEqual(rc.cost.total.macs, batch * n * d, ptag)
+                checked["shared-compact\(pk == nil ? "" : "-packed")", default: 0] += 1
+            }
+
+            // Panel-aligned shared mask (G = NR) with pre-packed weights: only the active panels run.
+            do {
+                let nr = engine.gemm.kernels.nr, panelsCount = (h + nr - 1) / nr
+                let flags = makeBits(pattern, batch: 1, blocks: panelsCount, perRow: false, rng: &rng).map { $0 != 0 }
+                let pm = try GateMask.shared(blockFlags: flags, granularity: nr, units: h)
+                var refA = [Double](repeating: 0, count: batch * h), scaleA = [Double](repeating: 0, count: batch * h)
+                for b in 0..<batch { for u in pm.activeUnits.map(Int.init) {
+                    refA[b * h + u] = max(0, pre[b * h + u] + Double(bias[u])); scaleA[b * h + u] = preAbs[b * h + u] + abs(Double(bias[u]))
+                } }
+                var o = [Float](repeating: .nan, count: batch * h)
+                let r = try engine.gatedLinear(input: x, batch: batch, inFeatures: d, weights: w, bias: bias, units: h,
+                                               mask: pm, packed: packed, output: &o)
+                if let m = firstMismatch(o, refA, scaleA) { XCTFail("panel-aligned scattered \(tag) → \(r.strategy): \(m)"); return }
+                XCTAssertEqual(r.cost.total.macs, batch * pm.activeUnits.count * d, tag)
+                var oc = [Float](repeating: .nan, count: max(1, batch * pm.activeUnits.count))
+                try engine.gatedLinear(input: x, batch: batch, inFeatures: d, weights: w, bias: bias, units: h,
+                                       mask: pm, layout: .compact, packed: packed, output: &oc)
+                let refAC = (0..<batch).flatMap { b in pm.activeUnits.map { refA[b * h + Int($0)] } }
+                let scaleAC = (0..<batch).flatMap { b in pm.activeUnits.map { scaleA[b * h + Int($0)] } }
+                if let m = firstMismatch(Array(oc.prefix(refAC.count)), refAC, scaleAC) { XCTFail("panel-aligned compact \(tag): \(m)"); return }
+                if r.strategy == .sharedPanels { checked["shared-panels", default: 0] += 1 }
+            }
 
             // Layer 2 with the shared mask: scattered input with NaN in inactive columns (must never be read).
             var hScat = [Float](repeating: .nan, count: batch * h)
@@ -154,10 +182,11 @@ final class SparseTests: XCTestCase {
             XCTAssertEqual(mask.activePairs(batch: batch, units: h), pairs, tag)
             let (ref2P, scale2P) = layer2Reference(hMaskedP, batch: batch, h: h, v: v, bias: bias2, c: c)
             let nr = engine.gemm.kernels.nr
-            for strategy in PerSampleStrategy.allCases {
+            for strategy in PerSampleStrategy.allCases { for pk in [nil, packed] {
+                let tag = tag + (pk == nil ? "" : " packed")
                 var o = [Float](repeating: .nan, count: batch * h)
                 let r = try engine.gatedLinear(input: x, batch: batch, inFeatures: d, weights: w, bias: bias, units: h,
-                                               mask: mask, strategy: strategy, output: &o)
+                                               mask: mask, strategy: strategy, packed: pk, output: &o)
                 if let m = firstMismatch(o, refP, scaleP) { XCTFail("per-sample L1 \(strategy) → \(r.strategy) \(tag): \(m)"); return }
                 XCTAssertEqual(r.cost.useful.macs, pairs * d, tag)
                 XCTAssertEqual(r.cost.total.macs, r.cost.useful.macs + r.cost.wasted.macs, tag)
@@ -172,7 +201,8 @@ final class SparseTests: XCTestCase {
                 default: XCTFail("unexpected strategy \(r.strategy)")
                 }
                 if strategy != .auto { XCTAssertEqual(r.strategy.rawValue, strategy.rawValue, tag) }
-                checked["per-sample-L1-\(strategy)", default: 0] += 1
+                checked["per-sample-L1-\(strategy)\(pk == nil ? "" : "-packed")", default: 0] += 1
+                guard pk == nil else { continue }
 
                 var yP = [Float](repeating: .nan, count: batch * c)
                 let q = try engine.maskedInputLinear(input: hScatP, batch: batch, units: h, weights: v, bias: bias2,
@@ -181,7 +211,7 @@ final class SparseTests: XCTestCase {
                 XCTAssertEqual(q.cost.useful.macs, pairs * c, tag)
                 XCTAssertEqual(q.cost.total.macs, q.strategy == .denseThenMask ? batch * h * c : pairs * c, tag)
                 checked["per-sample-L2-\(strategy)", default: 0] += 1
-            }
+            } }
 
             // --- All-on mask: the plain dense path ---
             if caseIndex % 10 == 0 {
@@ -194,7 +224,8 @@ final class SparseTests: XCTestCase {
                 XCTAssertEqual(r.paperRelativeMAC, 1)
             }
         }
-        for (path, count) in checked { XCTAssertGreaterThanOrEqual(count, 500, path) }
+        for (path, count) in checked where path != "shared-panels" { XCTAssertGreaterThanOrEqual(count, 500, path) }
+        XCTAssertGreaterThanOrEqual(checked["shared-panels"] ?? 0, 50, "the pre-packed panel path was rarely exercised")
         XCTAssertTrue(sawGroupedUnitMajor, "the grouped unit-major path was never exercised")
     }
 

@@ -73,6 +73,13 @@ public struct MoEWeights: Sendable {
     public var expertMACsPerToken: Int { inFeatures * hidden + hidden * outFeatures }
 }
 
+/// Expert weights packed once into NR-unit panels (`MoEEngine.pack`): expert GEMMs then pack only activations.
+public final class MoEPackedWeights: @unchecked Sendable {
+    public let w1: [PackedWeights]
+    public let w2: [PackedWeights]
+    init(w1: [PackedWeights], w2: [PackedWeights]) { self.w1 = w1; self.w2 = w2 }
+}
+
 /// What an MoE forward did: routing outcome and exact cost (router MACs are `overhead`).
 public struct MoEReport: Sendable, Codable, Equatable {
     /// Assignments routed to each expert before the capacity limit.
@@ -105,11 +112,32 @@ public final class MoEEngine: @unchecked Sendable {
         slotEngines = (0..<gemm.workerCount).map { _ in GemmEngine(kernels: gemm.kernels, executor: SerialExecutor()) }
     }
 
+    /// Packs every expert's W1 and W2 once (for `forward(…, packed:)`); the router stays unpacked (it is small).
+    public func pack(_ weights: MoEWeights) -> MoEPackedWeights {
+        let d = weights.inFeatures, h = weights.hidden, o = weights.outFeatures
+        return weights.w1.withUnsafeBufferPointer { w1 in
+            weights.w2.withUnsafeBufferPointer { w2 in
+                MoEPackedWeights(
+                    w1: (0..<weights.experts).map { gemm.packWeights(w1.baseAddress! + $0 * h * d, n: h, k: d, ldw: d) },
+                    w2: (0..<weights.experts).map { gemm.packWeights(w2.baseAddress! + $0 * o * h, n: o, k: h, ldw: h) })
+            }
+        }
+    }
+
     /// y = MoE(x) for `tokens` rows of x (tokens × inFeatures); y is tokens × outFeatures.
+    /// `packed` (from `pack(weights)`) skips packing the expert weights on every call.
     @discardableResult
     public func forward(input x: UnsafePointer<Float>, tokens: Int, weights: MoEWeights, config: MoEConfig,
-                        output y: UnsafeMutablePointer<Float>) throws -> MoEReport {
+                        packed: MoEPackedWeights? = nil, output y: UnsafeMutablePointer<Float>) throws -> MoEReport {
         try config.validate()
+        if let p = packed {
+            guard p.w1.count == weights.experts, p.w2.count == weights.experts,
+                  p.w1.allSatisfy({ $0.n == weights.hidden && $0.k == weights.inFeatures && $0.nr == gemm.kernels.nr }),
+                  p.w2.allSatisfy({ $0.n == weights.outFeatures && $0.k == weights.hidden && $0.nr == gemm.kernels.nr }) else {
+                throw SparseError.weightsShape(what: "packed expert weights (pack them with this engine from these weights)",
+                                               got: p.w1.count, expected: weights.experts)
+            }
+        }
         guard tokens >= 1 else { throw SparseError.badDimension(name: "tokens", value: tokens) }
         guard config.experts == weights.experts else {
             throw SparseError.weightsShape(what: "config.experts vs weights.experts", got: config.experts, expected: weights.experts)
@@ -176,14 +204,18 @@ public final class MoEEngine: @unchecked Sendable {
                 guard n > 0 else { return }
                 let rowMap = rows.baseAddress! + rowOffset[ex]
                 let hOut = hs + rowOffset[ex] * hDim
-                engine.gemm(m: n, n: hDim, k: d, a: MatrixOperand(base: x, rowStride: d, colStride: 1, rowIndex: rowMap),
-                            b: .rowMajor(w1.baseAddress! + ex * hDim * d, ld: d, transposed: true),
-                            c: OutputOperand(base: hOut, rowStride: hDim),
-                            epilogue: Epilogue(bias: b1.baseAddress! + ex * hDim, relu: true))
-                engine.gemm(m: n, n: o, k: hDim, a: .rowMajor(UnsafePointer(hOut), ld: hDim),
-                            b: .rowMajor(w2.baseAddress! + ex * o * hDim, ld: hDim, transposed: true),
-                            c: OutputOperand(base: os + rowOffset[ex] * o, rowStride: o),
-                            epilogue: Epilogue(bias: b2.baseAddress! + ex * o))
+                let xRows = MatrixOperand(base: x, rowStride: d, colStride: 1, rowIndex: rowMap)
+                let e1 = Epilogue(bias: b1.baseAddress! + ex * hDim, relu: true), e2 = Epilogue(bias: b2.baseAddress! + ex * o)
+                let c1 = OutputOperand(base: hOut, rowStride: hDim), c2 = OutputOperand(base: os + rowOffset[ex] * o, rowStride: o)
+                if let p = packed {
+                    engine.gemm(m: n, a: xRows, packed: p.w1[ex], c: c1, epilogue: e1)
+                    engine.gemm(m: n, a: .rowMajor(UnsafePointer(hOut), ld: hDim), packed: p.w2[ex], c: c2, epilogue: e2)
+                } else {
+                    engine.gemm(m: n, n: hDim, k: d, a: xRows, b: .rowMajor(w1.baseAddress! + ex * hDim * d, ld: d, transposed: true),
+                                c: c1, epilogue: e1)
+                    engine.gemm(m: n, n: o, k: hDim, a: .rowMajor(UnsafePointer(hOut), ld: hDim),
+                                b: .rowMajor(w2.baseAddress! + ex * o * hDim, ld: hDim, transposed: true), c: c2, epilogue: e2)
+                }
             }
             let busy = (0..<e).filter { load[$0] > 0 }
             if workers > 1 && busy.count >= workers {

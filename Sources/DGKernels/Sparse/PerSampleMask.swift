@@ -113,10 +113,13 @@ extension SparseEngine {
     // MARK: - Per-sample, layer 1
 
     func perSampleLayer1(x: UnsafePointer<Float>, batch: Int, d: Int, w: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-                         h: Int, mask: GateMask, relu: Bool, strategy: PerSampleStrategy,
+                         h: Int, mask: GateMask, relu: Bool, strategy: PerSampleStrategy, packed: PackedWeights?,
                          out: UnsafeMutablePointer<Float>) -> SparseReport {
-        let g = mask.granularity, blocks = mask.blockCount
-        let wide = g < gemm.kernels.nr ? max(1, gemm.kernels.nr / g) : 1
+        let g = mask.granularity, blocks = mask.blockCount, nr = gemm.kernels.nr
+        let wide = g < nr ? max(1, nr / g) : 1
+        // Pre-packed weights serve a grouping whose groups start on panel boundaries.
+        let exactAligned = packed != nil && g % nr == 0
+        let wideAligned = packed != nil && (wide * g) % nr == 0
         let stats = MaskStats(mask, wideBlocksPerGroup: wide)
         let pairs = stats.activePairs
         let maskBytes = batch * blocks
@@ -128,11 +131,11 @@ extension SparseEngine {
         var blocksPerGroup = 1
         if strategy == .auto || strategy == .unitMajor {
             let model = costModel
-            let tExact = predictUnitMajor1(model, stats, wide: false, d: d)
-            let tWide = wide > 1 ? predictUnitMajor1(model, stats, wide: true, d: d) : .infinity
+            let tExact = predictUnitMajor1(model, stats, wide: false, packedB: exactAligned, d: d)
+            let tWide = wide > 1 ? predictUnitMajor1(model, stats, wide: true, packedB: wideAligned, d: d) : .infinity
             blocksPerGroup = tWide < tExact ? wide : 1
             if strategy == .auto {
-                let tDense = predictDense1(model, batch: batch, h: h, d: d)
+                let tDense = predictDense1(model, batch: batch, h: h, d: d, packedB: packed != nil)
                 let tUnit = min(tExact, tWide)
                 let tSample = predictSampleMajor1(model, stats, d: d)
                 predicted = [SparseStrategy.denseThenMask.rawValue: tDense, SparseStrategy.unitMajor.rawValue: tUnit,
@@ -144,7 +147,8 @@ extension SparseEngine {
 
         switch chosen {
         case .auto, .denseThenMask:
-            _ = denseLayer1(x: x, batch: batch, d: d, w: w, h: h, epilogue: Epilogue(bias: bias, relu: relu), out: out)
+            _ = denseLayer1(x: x, batch: batch, d: d, w: w, h: h, epilogue: Epilogue(bias: bias, relu: relu),
+                            packed: packed, out: out)
             applyMask(out, mask: mask)
             let cost = CostBreakdown(useful: useful,
                                      overhead: KernelCost(bytesRead: maskBytes, bytesWritten: 4 * (batch * h - pairs)),
@@ -154,7 +158,9 @@ extension SparseEngine {
 
         case .unitMajor:
             let groups = UnitGroups(mask, blocksPerGroup: blocksPerGroup)
-            groups.rows.withUnsafeBufferPointer { rows in
+            let usePacked = blocksPerGroup == 1 ? exactAligned : wideAligned
+            let panelIds = usePacked ? (0..<packed!.panelCount).map { Int32($0) } : []
+            groups.rows.withUnsafeBufferPointer { rows in panelIds.withUnsafeBufferPointer { allPanels in
                 let body: (Range<Int>, GemmEngine, AlignedBuffer) -> Void = { range, engine, buffer in
                     for gi in range {
                         let lo = groups.lo[gi], width = groups.hi[gi] - lo
@@ -163,11 +169,18 @@ extension SparseEngine {
                         // Into a compact tile (full micro-tiles store directly), then scatter whole rows:
                         // the engine's scattered-C path stores element by element on every KC block.
                         let tile = buffer.reserve(m * width)
-                        engine.gemm(m: m, n: width, k: d,
-                                    a: MatrixOperand(base: x, rowStride: d, colStride: 1, rowIndex: rowMap),
-                                    b: .rowMajor(w + lo * d, ld: d, transposed: true),
-                                    c: OutputOperand(base: tile, rowStride: width),
-                                    epilogue: Epilogue(bias: bias.map { $0 + lo }, relu: relu))
+                        let aOp = MatrixOperand(base: x, rowStride: d, colStride: 1, rowIndex: rowMap)
+                        if usePacked {
+                            // Output columns are physical units: shift the tile's base so unit `lo` lands at column 0.
+                            let panels = UnsafeBufferPointer(rebasing: allPanels[(lo / nr)..<((groups.hi[gi] + nr - 1) / nr)])
+                            engine.gemm(m: m, a: aOp, packed: packed!, panels: panels,
+                                        c: OutputOperand(base: tile - lo, rowStride: width),
+                                        epilogue: Epilogue(bias: bias, relu: relu))
+                        } else {
+                            engine.gemm(m: m, n: width, k: d, a: aOp, b: .rowMajor(w + lo * d, ld: d, transposed: true),
+                                        c: OutputOperand(base: tile, rowStride: width),
+                                        epilogue: Epilogue(bias: bias.map { $0 + lo }, relu: relu))
+                        }
                         for i in 0..<m { (out + Int(rowMap[i]) * h + lo).update(from: tile + i * width, count: width) }
                     }
                 }
@@ -178,7 +191,7 @@ extension SparseEngine {
                 } else {
                     body(0..<groups.count, gemm, slotScratch[0])
                 }
-            }
+            }}
             // Rows outside a group's union were never written, and union rows hold values for blocks they do not use.
             applyMask(out, mask: mask)
             let executed = groups.computedPairs * d
@@ -330,22 +343,22 @@ extension SparseEngine {
 
     func parallel(_ t: Double, tasks: Int) -> Double { t / Double(max(1, min(tasks, workerCount))) }
 
-    func predictDense1(_ m: SparseCostModel, batch: Int, h: Int, d: Int) -> Double {
+    func predictDense1(_ m: SparseCostModel, batch: Int, h: Int, d: Int, packedB: Bool) -> Double {
         let tasks = batch * h * d >= gemm.parallelThresholdMACs ? workerCount : 1
-        return parallel(m.gemmSeconds(m: batch, n: h, k: d), tasks: tasks) + m.passSeconds(bytes: 4 * batch * h)
+        return parallel(m.gemmSeconds(m: batch, n: h, k: d, packedB: packedB), tasks: tasks) + m.passSeconds(bytes: 4 * batch * h)
     }
 
-    func predictUnitMajor1(_ m: SparseCostModel, _ s: MaskStats, wide: Bool, d: Int) -> Double {
+    func predictUnitMajor1(_ m: SparseCostModel, _ s: MaskStats, wide: Bool, packedB: Bool, d: Int) -> Double {
         var t = 0.0, groups = 0
         if wide {
             let bpg = s.wideBlocksPerGroup
             for gi in 0..<s.wideUsers.count where s.wideUsers[gi] > 0 {
                 let lo = gi * bpg * s.granularity, hi = min((gi + 1) * bpg * s.granularity, s.units)
-                t += m.gemmSeconds(m: s.wideUsers[gi], n: hi - lo, k: d); groups += 1
+                t += m.gemmSeconds(m: s.wideUsers[gi], n: hi - lo, k: d, packedB: packedB); groups += 1
             }
         } else {
             for j in 0..<s.blocks where s.blockUsers[j] > 0 {
-                t += m.gemmSeconds(m: s.blockUsers[j], n: s.blockWidth(j), k: d); groups += 1
+                t += m.gemmSeconds(m: s.blockUsers[j], n: s.blockWidth(j), k: d, packedB: packedB); groups += 1
             }
         }
         return parallel(t, tasks: groups) + m.passSeconds(bytes: 4 * s.batch * s.units)

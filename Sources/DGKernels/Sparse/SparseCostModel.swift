@@ -27,11 +27,12 @@ public struct SparseCostModel: Sendable, Codable, Equatable {
     }
 
     /// Seconds for one serial `GemmEngine.gemm` call of this shape (m = 1 takes the gemv path).
-    public func gemmSeconds(m: Int, n: Int, k: Int) -> Double {
+    /// `packedB`: the weights were packed beforehand, so only A is packed per call.
+    public func gemmSeconds(m: Int, n: Int, k: Int, packedB: Bool = false) -> Double {
         guard m > 0 && n > 0 && k > 0 else { return 0 }
         if m == 1 { return gemvSeconds(rows: n, k: k) }
         let padded = Double((m + mr - 1) / mr * mr) * Double((n + nr - 1) / nr * nr) * Double(k)
-        return gemmCall + padded * gemmMAC + Double((m + n) * k) * gemmPack
+        return gemmCall + padded * gemmMAC + Double(((packedB ? 0 : n) + m) * k) * gemmPack
     }
 
     public func gemvSeconds(rows: Int, k: Int) -> Double {

@@ -46,6 +46,14 @@ public final class SparseEngine: @unchecked Sendable {
 
     // MARK: - Layer 1: N-side gating
 
+    /// Packs W (units × inFeatures, row-major) once for `gatedLinear(…, packed:)`: masks whose blocks are
+    /// whole NR-unit panels then skip packing altogether (the dense baseline should use it too, to compare fairly).
+    public func packWeights(_ w: UnsafePointer<Float>, units h: Int, inFeatures d: Int) throws -> PackedWeights {
+        guard h >= 1 else { throw SparseError.badDimension(name: "units", value: h) }
+        guard d >= 1 else { throw SparseError.badDimension(name: "inFeatures", value: d) }
+        return gemm.packWeights(w, n: h, k: d, ldw: d)
+    }
+
     /// h[b, u] = act(x[b, :]·W[u, :] + bias[u]) for the active (b, u) pairs of `mask`.
     ///
     /// - x: batch × inFeatures row-major; W: units × inFeatures row-major; bias: units (optional).
@@ -56,42 +64,52 @@ public final class SparseEngine: @unchecked Sendable {
     public func gatedLinear(input x: UnsafePointer<Float>, batch: Int, inFeatures d: Int,
                             weights w: UnsafePointer<Float>, bias: UnsafePointer<Float>?, units h: Int,
                             mask: GateMask, relu: Bool = true, layout: SparseLayout = .scattered,
-                            strategy: PerSampleStrategy = .auto,
+                            strategy: PerSampleStrategy = .auto, packed: PackedWeights? = nil,
                             output: UnsafeMutablePointer<Float>) throws -> SparseReport {
         try validate(batch: batch, features: d, featuresName: "inFeatures", units: h, mask: mask, layout: layout)
+        if let p = packed {
+            guard p.n == h && p.k == d && p.nr == gemm.kernels.nr else {
+                throw SparseError.weightsShape(what: "packed weights (\(p.n) units × \(p.k) features)", got: p.n * p.k, expected: h * d)
+            }
+        }
         let denseMACs = batch * h * d
         let epilogue = Epilogue(bias: bias, relu: relu)
         switch mask.kind {
         case .all:
-            let cost = denseLayer1(x: x, batch: batch, d: d, w: w, h: h, epilogue: epilogue, out: output)
+            let cost = denseLayer1(x: x, batch: batch, d: d, w: w, h: h, epilogue: epilogue, packed: packed, out: output)
             return SparseReport(strategy: .dense, cost: CostBreakdown(useful: cost), denseMACs: denseMACs,
                                 activePairs: batch * h)
         case .shared:
             return mask.activeUnits.withUnsafeBufferPointer { units in
                 sharedLayer1(x: x, batch: batch, d: d, w: w, bias: bias, h: h, units: units, relu: relu,
-                             layout: layout, out: output, denseMACs: denseMACs)
+                             layout: layout, packed: packed, out: output, denseMACs: denseMACs)
             }
         case .perSample:
             return perSampleLayer1(x: x, batch: batch, d: d, w: w, bias: bias, h: h, mask: mask, relu: relu,
-                                   strategy: strategy, out: output)
+                                   strategy: strategy, packed: packed, out: output)
         }
     }
 
     func denseLayer1(x: UnsafePointer<Float>, batch: Int, d: Int, w: UnsafePointer<Float>, h: Int,
-                     epilogue: Epilogue, out: UnsafeMutablePointer<Float>) -> KernelCost {
-        gemm.gemm(m: batch, n: h, k: d, a: .rowMajor(x, ld: d), b: .rowMajor(w, ld: d, transposed: true),
+                     epilogue: Epilogue, packed: PackedWeights?, out: UnsafeMutablePointer<Float>) -> KernelCost {
+        if let p = packed {
+            return gemm.gemm(m: batch, a: .rowMajor(x, ld: d), packed: p, c: OutputOperand(base: out, rowStride: h), epilogue: epilogue)
+        }
+        return gemm.gemm(m: batch, n: h, k: d, a: .rowMajor(x, ld: d), b: .rowMajor(w, ld: d, transposed: true),
                   c: OutputOperand(base: out, rowStride: h), epilogue: epilogue)
     }
 
     private func sharedLayer1(x: UnsafePointer<Float>, batch: Int, d: Int, w: UnsafePointer<Float>,
                               bias: UnsafePointer<Float>?, h: Int, units: UnsafeBufferPointer<Int32>, relu: Bool,
-                              layout: SparseLayout, out: UnsafeMutablePointer<Float>, denseMACs: Int) -> SparseReport {
+                              layout: SparseLayout, packed: PackedWeights?, out: UnsafeMutablePointer<Float>,
+                              denseMACs: Int) -> SparseReport {
         let n = units.count
         let pairs = batch * n
         let useful = KernelCost(macs: pairs * d, bytesRead: 4 * (batch * d + n * d), bytesWritten: 4 * pairs)
         var overhead = KernelCost(bytesRead: 4 * n)  // the index map
         if n == h {  // every unit on: the dense call, no maps
-            _ = denseLayer1(x: x, batch: batch, d: d, w: w, h: h, epilogue: Epilogue(bias: bias, relu: relu), out: out)
+            _ = denseLayer1(x: x, batch: batch, d: d, w: w, h: h, epilogue: Epilogue(bias: bias, relu: relu),
+                            packed: packed, out: out)
             return SparseReport(strategy: .dense, cost: CostBreakdown(useful: useful), denseMACs: denseMACs, activePairs: pairs)
         }
         let runs = Runs(units)
@@ -103,6 +121,30 @@ public final class SparseEngine: @unchecked Sendable {
         guard n > 0 else {
             return SparseReport(strategy: .sharedGather, cost: CostBreakdown(useful: useful, overhead: overhead),
                                 denseMACs: denseMACs, activePairs: 0)
+        }
+        let nr = gemm.kernels.nr
+        if let p = packed, (0..<runs.count).allSatisfy({ runs.start[$0] % nr == 0 && ((runs.start[$0] + runs.length[$0]) % nr == 0 || runs.start[$0] + runs.length[$0] == h) }) {
+            // Whole panels: run only the active panels of the pre-packed weights, no packing of W at all.
+            var panels: [Int32] = []
+            for r in 0..<runs.count {
+                for q in (runs.start[r] / nr)..<((runs.start[r] + runs.length[r] + nr - 1) / nr) { panels.append(Int32(q)) }
+            }
+            let dst = layout == .scattered ? out : scratch.reserve(batch * h)
+            panels.withUnsafeBufferPointer { pp in
+                _ = gemm.gemm(m: batch, a: .rowMajor(x, ld: d), packed: p, panels: pp,
+                              c: OutputOperand(base: dst, rowStride: h), epilogue: Epilogue(bias: bias, relu: relu))
+            }
+            if layout == .compact {
+                for b in 0..<batch {
+                    for r in 0..<runs.count {
+                        (out + b * n + runs.offset[r]).update(from: dst + b * h + runs.start[r], count: runs.length[r])
+                    }
+                }
+                overhead.bytesRead += 4 * pairs
+                overhead.bytesWritten += 4 * pairs
+            }
+            return SparseReport(strategy: .sharedPanels, cost: CostBreakdown(useful: useful, overhead: overhead),
+                                denseMACs: denseMACs, activePairs: pairs)
         }
         if batch == 1 {
             // Matrix-vector products straight over contiguous weight rows (whole blocks feed the gemv kernel).

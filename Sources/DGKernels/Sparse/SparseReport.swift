@@ -14,6 +14,8 @@ public enum SparseStrategy: String, Sendable, Codable, CaseIterable {
     case sharedGather
     /// Shared mask, B = 1: matrix-vector products over contiguous runs of active weight rows.
     case sharedRuns
+    /// Shared mask whose active units are whole NR-unit panels, with pre-packed weights: only those panels run.
+    case sharedPanels
     /// Per-sample (a): full dense GEMM, then inactive outputs zeroed (what a PyTorch user writes).
     case denseThenMask
     /// Per-sample (b): per group of adjacent blocks, gather the samples that use it and run one GEMM on them.

@@ -37,6 +37,8 @@ struct KernelCommand: ParsableCommand {
     @Option(help: "Seed for weights, inputs and masks.") var seed: UInt64 = 1
     @Flag(help: "Also time each forced per-sample strategy, not only auto.") var allStrategies = false
     @Flag(help: "Print the cost model's predicted times under each auto row.") var predictions = false
+    @Flag(help: "Pack weights once (dense baseline, sparse paths and MoE experts alike), as inference would.")
+    var prepacked = false
 
     static let maskKinds = ["shared", "block", "per-sample", "moe"]
 
@@ -71,10 +73,12 @@ struct KernelCommand: ParsableCommand {
         let calib = Double(monotonicNanos() - t0) / 1e9
         print("dgperf kernel  kernel=\(kernels.name)  threads=\(threads)  \(kernels.blocking)  reps=\(reps)  build=optimized")
         print("cost model: \(cached ? "loaded from cache" : "calibrated in \(Format.fixed(calib * 1e3, 0)) ms") — gemm \(Format.fixed(1 / model.gemmMAC / 1e9, 1)) GMAC/s, gemv \(Format.fixed(1 / model.gemvMAC / 1e9, 1)) GMAC/s, gemm call \(Format.fixed(model.gemmCall * 1e6, 2)) µs")
-        print("speedup = dense median / path median; ideal = 1/r (r = active pairs / (B·H)); %ideal = speedup / ideal")
+        print("weights: \(prepacked ? "pre-packed once (dense and sparse alike)" : "packed on every call (dense and sparse alike)")")
+        print("each path is timed interleaved with the dense layer (A/B per repetition); speedup = dense median / path median,")
+        print("x(min) = dense min / path min; ideal = 1/r (r = active pairs / (B·H)); %ideal = speedup / ideal")
         print("")
-        let header = ["D", "H", "B", "mask", "G", "r", "path", "strategy", "min ms", "med ms", "p95 ms", "speedup", "ideal", "%ideal", "paperMAC", "netMAC"]
-        let widths = [4, 5, 4, 10, 3, 6, 16, 14, 9, 9, 9, 8, 6, 7, 9, 7]
+        let header = ["D", "H", "B", "mask", "G", "r", "path", "strategy", "min ms", "med ms", "p95 ms", "speedup", "x(min)", "ideal", "%ideal", "paperMAC", "netMAC"]
+        let widths = [4, 5, 4, 10, 3, 6, 16, 14, 9, 9, 9, 8, 7, 6, 7, 9, 7]
         func row(_ cells: [String]) {
             print(zip(cells, widths).enumerated().map { i, cw in i < 8 && i != 0 && i != 1 && i != 2 && i != 4 && i != 5 ? Format.padRight(cw.0, cw.1) : Format.pad(cw.0, cw.1) }.joined(separator: " "))
         }
@@ -87,11 +91,13 @@ struct KernelCommand: ParsableCommand {
                 for b in batch {
                     let x = randomFloats(b * d, &rng, scale: 1)
                     var out = [Float](repeating: 0, count: b * h)
-                    let gated = masks.contains { $0 != "moe" }
-                    var dense: Summary? = nil
-                    if gated {
-                        dense = try time { _ = try sparse.gatedLinear(input: x, batch: b, inFeatures: d, weights: w, bias: bias, units: h, mask: .all, output: &out) }
-                        row([String(d), String(h), String(b), "dense", "-", "1.000", "dense", "dense"] + times(dense!) + ["1.00", "1.00", "100%", "1.000", "1.000"])
+                    let packed = prepacked ? try sparse.packWeights(w, units: h, inFeatures: d) : nil
+                    let denseCall: () throws -> Void = {
+                        _ = try sparse.gatedLinear(input: x, batch: b, inFeatures: d, weights: w, bias: bias, units: h, mask: .all, packed: packed, output: &out)
+                    }
+                    if masks.contains(where: { $0 != "moe" }) {
+                        let dense = try time(denseCall)
+                        row([String(d), String(h), String(b), "dense", "-", "1.000", "dense", "dense"] + times(dense) + ["1.00", "1.00", "1.00", "100%", "1.000", "1.000"])
                     }
                     for kind in masks where kind != "moe" {
                         let gs = kind == "shared" ? [1] : (kind == "block" ? granularity.filter { $0 > 1 } : granularity)
@@ -106,8 +112,8 @@ struct KernelCommand: ParsableCommand {
                                     if allStrategies { strategies += [.denseThenMask, .unitMajor, .sampleMajor] }
                                     for s in strategies {
                                         var report: SparseReport? = nil
-                                        let t = try time { report = try sparse.gatedLinear(input: x, batch: b, inFeatures: d, weights: w, bias: bias, units: h, mask: mask, strategy: s, output: &out) }
-                                        printRow(row, d, h, b, kind, g, report!, path: s == .auto ? "auto" : s.rawValue, t, dense!)
+                                        let (dense, t) = try timePair(denseCall) { report = try sparse.gatedLinear(input: x, batch: b, inFeatures: d, weights: w, bias: bias, units: h, mask: mask, strategy: s, packed: packed, output: &out) }
+                                        printRow(row, d, h, b, kind, g, report!, path: s == .auto ? "auto" : s.rawValue, t, dense)
                                         if predictions && s == .auto {
                                             let p = report!.predictedSeconds.sorted { $0.key < $1.key }
                                             print("    predicted: " + p.map { "\($0.key) \(Format.fixed($0.value * 1e3, 4)) ms" }.joined(separator: ", "))
@@ -118,8 +124,8 @@ struct KernelCommand: ParsableCommand {
                                     let mask = try GateMask.shared(blockFlags: flags, granularity: g, units: h)
                                     for layout in SparseLayout.allCases {
                                         var report: SparseReport? = nil
-                                        let t = try time { report = try sparse.gatedLinear(input: x, batch: b, inFeatures: d, weights: w, bias: bias, units: h, mask: mask, layout: layout, output: &out) }
-                                        printRow(row, d, h, b, kind, g, report!, path: layout.rawValue, t, dense!)
+                                        let (dense, t) = try timePair(denseCall) { report = try sparse.gatedLinear(input: x, batch: b, inFeatures: d, weights: w, bias: bias, units: h, mask: mask, layout: layout, packed: packed, output: &out) }
+                                        printRow(row, d, h, b, kind, g, report!, path: layout.rawValue, t, dense)
                                     }
                                 }
                             }
@@ -138,7 +144,7 @@ struct KernelCommand: ParsableCommand {
         let ideal = r.activePairs == 0 ? Double.infinity : 1 / rReal
         let pct = ideal.isFinite ? Format.fixed(100 * speedup / ideal, 0) + "%" : "-"
         row([String(d), String(h), String(b), kind, String(g), Format.fixed(rReal, 3), path, r.strategy.rawValue]
-            + times(t) + [Format.fixed(speedup, 2), ideal.isFinite ? Format.fixed(ideal, 2) : "inf", pct,
+            + times(t) + [Format.fixed(speedup, 2), Format.fixed(dense.min / t.min, 2), ideal.isFinite ? Format.fixed(ideal, 2) : "inf", pct,
                           Format.fixed(r.paperRelativeMAC, 3), Format.fixed(r.netRelativeMAC, 3)])
     }
 
@@ -148,24 +154,37 @@ struct KernelCommand: ParsableCommand {
         let weights = try MoEWeights.random(inFeatures: d, hidden: hE, outFeatures: d, experts: experts, seed: rng.next())
         let config = MoEConfig(experts: experts, topK: 2, capacityFactor: 1.25)
         let engine = MoEEngine(gemm: gemm)
+        let packedExperts = prepacked ? engine.pack(weights) : nil
         var y = [Float](repeating: 0, count: b * d)
         var report: MoEReport? = nil
-        let tMoE = try time { report = try engine.forward(input: x, tokens: b, weights: weights, config: config, output: &y) }
-        let rep = report!
-        let executed = rep.cost.total.macs
+        let moeCall: () throws -> Void = {
+            report = try engine.forward(input: x, tokens: b, weights: weights, config: config, packed: packedExperts, output: &y)
+        }
+        try moeCall()
+        let executed = report!.cost.total.macs
         let hEq = max(1, Int((Double(executed) / Double(b * 2 * d)).rounded()))
         let w1 = randomFloats(hEq * d, &rng, scale: 0.03), w2 = randomFloats(d * hEq, &rng, scale: 0.03)
+        let p1 = prepacked ? gemm.packWeights(w1, n: hEq, k: d, ldw: d) : nil
+        let p2 = prepacked ? gemm.packWeights(w2, n: d, k: hEq, ldw: hEq) : nil
         var hid = [Float](repeating: 0, count: b * hEq)
-        let tDense = try time {
-            try gemm.sgemm(transB: true, m: b, n: hEq, k: d, a: x, lda: d, b: w1, ldb: d, c: &hid, ldc: hEq, epilogue: Epilogue(relu: true))
-            try gemm.sgemm(transB: true, m: b, n: d, k: hEq, a: hid, lda: hEq, b: w2, ldb: hEq, c: &y, ldc: d)
-        }
+        let (tDense, tMoE) = try timePair({
+            if let p1, let p2 {
+                x.withUnsafeBufferPointer { xp in hid.withUnsafeMutableBufferPointer { hp in y.withUnsafeMutableBufferPointer { yp in
+                    gemm.gemm(m: b, a: .rowMajor(xp.baseAddress!, ld: d), packed: p1, c: OutputOperand(base: hp.baseAddress!, rowStride: hEq), epilogue: Epilogue(relu: true))
+                    gemm.gemm(m: b, a: .rowMajor(UnsafePointer(hp.baseAddress!), ld: hEq), packed: p2, c: OutputOperand(base: yp.baseAddress!, rowStride: d))
+                } } }
+            } else {
+                try gemm.sgemm(transB: true, m: b, n: hEq, k: d, a: x, lda: d, b: w1, ldb: d, c: &hid, ldc: hEq, epilogue: Epilogue(relu: true))
+                try gemm.sgemm(transB: true, m: b, n: d, k: hEq, a: hid, lda: hEq, b: w2, ldb: hEq, c: &y, ldc: d)
+            }
+        }, moeCall)
+        let rep = report!
         let ratio = tMoE.median / tDense.median
-        row([String(d), String(h), String(b), "dense-eq", "-", "-", "D→\(hEq)→D", "dense"] + times(tDense) + ["-", "-", "-", "-", "-"])
+        row([String(d), String(h), String(b), "dense-eq", "-", "-", "D→\(hEq)→D", "dense"] + times(tDense) + ["-", "-", "-", "-", "-", "-"])
         row([String(d), String(h), String(b), "moe", "-", "-", "top2/8 H_e=\(hE)", "moe"] + times(tMoE)
-            + ["-", "-", "-", Format.fixed(Double(rep.cost.useful.macs) / Double(rep.nominalMACs), 3),
+            + [Format.fixed(tDense.median / tMoE.median, 2), Format.fixed(tDense.min / tMoE.min, 2), "-", "-", Format.fixed(Double(rep.cost.useful.macs) / Double(rep.nominalMACs), 3),
                Format.fixed(Double(rep.cost.total.macs) / Double(rep.nominalMACs), 3)])
-        print("    moe: time / dense with same executed MACs = \(Format.fixed(ratio, 2))× (target ≤ 1.30); load \(rep.load) capacity \(rep.capacity) dropped \(rep.droppedAssignments) assignments (\(rep.droppedTokens) tokens); router MACs \(rep.cost.overhead.macs)")
+        print("    moe: time / dense with same executed MACs = \(Format.fixed(ratio, 2))× median, \(Format.fixed(tMoE.min / tDense.min, 2))× min (target ≤ 1.30); load \(rep.load) capacity \(rep.capacity) dropped \(rep.droppedAssignments) assignments (\(rep.droppedTokens) tokens); router MACs \(rep.cost.overhead.macs)")
     }
 
     private func times(_ s: Summary) -> [String] {
@@ -174,17 +193,27 @@ struct KernelCommand: ParsableCommand {
 
     /// Warm-up (≥ 3 calls and ≥ 20 ms), then `reps` samples, each averaging enough calls to last ≥ 0.5 ms.
     private func time(_ body: () throws -> Void) throws -> Summary {
-        let t0 = monotonicNanos()
-        var w = 0
-        while w < 3 || monotonicNanos() - t0 < 20_000_000 { try body(); w += 1 }
-        let single = try timeSeconds(body)
-        let inner = max(1, Int(5e-4 / max(single, 1e-9)))
-        var samples: [Double] = []
-        for _ in 0..<reps {
-            let t = try timeSeconds { for _ in 0..<inner { try body() } }
-            samples.append(t / Double(inner))
+        try timePair(body, nil).0
+    }
+
+    /// Times `base` and `path` interleaved (one sample of each per repetition), so drifting background
+    /// load hits both alike; each sample averages enough calls to last ≥ 0.5 ms.
+    private func timePair(_ base: () throws -> Void, _ path: (() throws -> Void)?) throws -> (Summary, Summary) {
+        func inner(_ body: () throws -> Void) throws -> Int {
+            let t0 = monotonicNanos()
+            var w = 0
+            while w < 3 || monotonicNanos() - t0 < 20_000_000 { try body(); w += 1 }
+            return max(1, Int(5e-4 / max(try timeSeconds(body), 1e-9)))
         }
-        return Summary(samples)!
+        let nBase = try inner(base)
+        let nPath = try path.map { try inner($0) } ?? 1
+        var a: [Double] = [], p: [Double] = []
+        for _ in 0..<reps {
+            a.append(try timeSeconds { for _ in 0..<nBase { try base() } } / Double(nBase))
+            if let path { p.append(try timeSeconds { for _ in 0..<nPath { try path() } } / Double(nPath)) }
+        }
+        let sa = Summary(a)!
+        return (sa, Summary(p) ?? sa)
     }
 }
 
