@@ -19,7 +19,8 @@ public struct GateMask: Sendable, Equatable {
     public let activeBlocks: [Int32]
     /// Shared masks: the active unit ids the blocks expand to (sorted; the last block clipped to `units`).
     public let activeUnits: [Int32]
-    /// Per-sample masks: `batch × blockCount` entries, 0 = off, anything else = on, row-major by sample.
+    /// Per-sample masks: `batch × blockCount` entries, 1 = on, 0 = off (other non-zero input values are
+    /// normalised to 1), row-major by sample.
     public let bits: [UInt8]
     /// Per-sample masks: rows of the batch the mask is for; 0 otherwise.
     public let batch: Int
@@ -84,7 +85,9 @@ public struct GateMask: Sendable, Equatable {
             throw SparseError.maskLength(got: bits.count, expected: batch * blocks,
                                          what: "batch \(batch) × ceil(units \(units) / granularity \(granularity)) = \(batch) × \(blocks) bits")
         }
-        return GateMask(kind: .perSample, granularity: granularity, units: units, bits: bits, batch: batch)
+        // Normalised to 0/1 once here, so the kernels can add and AND the bytes without branches.
+        let normalised = bits.allSatisfy { $0 <= 1 } ? bits : bits.map { $0 != 0 ? 1 : 0 }
+        return GateMask(kind: .perSample, granularity: granularity, units: units, bits: normalised, batch: batch)
     }
 
     /// Per-sample mask from a packed bitset: bit (b·blockCount + j) of `words` (little-endian within each word).

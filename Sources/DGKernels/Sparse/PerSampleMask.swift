@@ -25,30 +25,30 @@ struct MaskStats {
         let lastWidth = units - (blocks - 1) * granularity
         var activeBlocks = 0, lastActive = 0, runs = 0
         let blocks = self.blocks, wide = wideBlocksPerGroup
-        // Branch-free inner loop: random masks would mispredict every other branch.
+        // Bits are 0/1 (GateMask normalises them), so every count below is a sum of bytes:
+        // simple loops the compiler vectorises, no data-dependent branches.
         blockUsers.withUnsafeMutableBufferPointer { users in
             wideUsers.withUnsafeMutableBufferPointer { wideU in
                 mask.bits.withUnsafeBufferPointer { bits in
                     for b in 0..<batch {
                         let row = bits.baseAddress! + b * blocks
-                        var previous = 0
-                        var j0 = 0, gi = 0
-                        while j0 < blocks {
-                            let j1 = min(j0 + wide, blocks)
-                            var any = 0
-                            for j in j0..<j1 {
-                                let on = row[j] != 0 ? 1 : 0
-                                users[j] &+= on
-                                activeBlocks &+= on
-                                runs &+= on & (previous ^ 1)
-                                any |= on
-                                previous = on
+                        var active: UInt32 = 0, starts: UInt32 = UInt32(row[0])
+                        for j in 0..<blocks { users[j] &+= Int(row[j]); active &+= UInt32(row[j]) }
+                        for j in 1..<max(1, blocks) { starts &+= UInt32(row[j] & (row[j - 1] ^ 1)) }
+                        activeBlocks += Int(active); runs += Int(starts)
+                        lastActive += Int(row[blocks - 1])
+                        if wide > 1 {
+                            var j0 = 0, gi = 0
+                            while j0 < blocks {
+                                let j1 = min(j0 + wide, blocks)
+                                var any: UInt8 = 0
+                                for j in j0..<j1 { any |= row[j] }
+                                wideU[gi] &+= Int(any)
+                                j0 = j1; gi += 1
                             }
-                            wideU[gi] &+= any
-                            j0 = j1; gi += 1
                         }
-                        lastActive &+= previous
                     }
+                    if wide == 1 { for j in 0..<blocks { wideU[j] = users[j] } }
                 }
             }
         }
@@ -241,7 +241,7 @@ extension SparseEngine {
                 if g == 1 {
                     // Bitwise AND with an all-ones/all-zeros word: branch-free and vectorisable (and NaN-safe).
                     let raw = UnsafeMutableRawPointer(row).assumingMemoryBound(to: UInt32.self)
-                    for u in 0..<h { raw[u] &= 0 &- UInt32(flags[u] != 0 ? 1 : 0) }
+                    for u in 0..<h { raw[u] &= 0 &- UInt32(flags[u]) }
                 } else {
                     for j in 0..<blocks where flags[j] == 0 {
                         let lo = j * g

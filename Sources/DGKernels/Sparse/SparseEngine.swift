@@ -115,7 +115,11 @@ public final class SparseEngine: @unchecked Sendable {
         let runs = Runs(units)
         if layout == .scattered {
             // Inactive columns are 0; the active ones are overwritten below.
-            for b in 0..<batch { zeroGaps(out + b * h, runs: runs, width: h) }
+            if runs.count * 4 > n {
+                (out).update(repeating: 0, count: batch * h)  // short runs: one vector fill beats many gap fills
+            } else {
+                for b in 0..<batch { zeroGaps(out + b * h, runs: runs, width: h) }
+            }
             overhead.bytesWritten += 4 * batch * (h - n)
         }
         guard n > 0 else {
@@ -163,9 +167,17 @@ public final class SparseEngine: @unchecked Sendable {
             let tmp = scratch.reserve(batch * n)
             gemm.gemm(m: batch, n: n, k: d, a: .rowMajor(x, ld: d), b: bOp,
                       c: OutputOperand(base: tmp, rowStride: n), epilogue: epilogue)
-            for b in 0..<batch {
-                for r in 0..<runs.count {
-                    (out + b * h + runs.start[r]).update(from: tmp + b * n + runs.offset[r], count: runs.length[r])
+            if runs.count * 4 > n {
+                // Short runs (unit masks): element scatter beats a copy call per run.
+                for b in 0..<batch {
+                    let row = out + b * h, src = tmp + b * n
+                    for p in 0..<n { row[Int(units[p])] = src[p] }
+                }
+            } else {
+                for b in 0..<batch {
+                    for r in 0..<runs.count {
+                        (out + b * h + runs.start[r]).update(from: tmp + b * n + runs.offset[r], count: runs.length[r])
+                    }
                 }
             }
             overhead.bytesRead += 4 * pairs
