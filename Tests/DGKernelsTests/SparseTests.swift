@@ -7,7 +7,7 @@ import DGRuntime
 let testCostModel = SparseCostModel(fingerprint: "test", mr: (try? KernelSet.select(.auto))?.mr ?? 6,
                                     nr: (try? KernelSet.select(.auto))?.nr ?? 16,
                                     gemmCall: 1e-6, gemmMAC: 1e-11, gemmPack: 1e-10,
-                                    gemvCall: 5e-8, gemvMAC: 4e-11, passByte: 1e-11)
+                                    gemvCall: 5e-8, gemvMAC: 4e-11, gemvRowMAC: 1.6e-10, passByte: 1e-11)
 
 func makeGemm(threads: Int) throws -> GemmEngine {
     let kernels = try KernelSet.select(.auto)
@@ -285,9 +285,15 @@ final class SparseTests: XCTestCase {
         let p = try GateMask.perSample(packed: [0b1001], batch: 2, granularity: 4, units: 10)
         XCTAssertEqual(p.bits, [1, 0, 0, 1, 0, 0])
 
+        var out = [Float](repeating: 0, count: 100)
+        // Non-0/1 flags are normalised to 1.
+        XCTAssertEqual(try GateMask.perSample(bits: [0, 7, 255, 1], batch: 2, granularity: 5, units: 10).bits, [0, 1, 1, 1])
+
         let engine = try makeSparse(threads: 1)
         let x = [Float](repeating: 1, count: 40), w = [Float](repeating: 1, count: 100)
-        var out = [Float](repeating: 0, count: 100)
+        let wrongPacked = try engine.packWeights(w, units: 5, inFeatures: 20)
+        XCTAssertTrue(message { try engine.gatedLinear(input: x, batch: 4, inFeatures: 10, weights: w, bias: nil, units: 10,
+                                                     mask: .all, packed: wrongPacked, output: &out) }.contains("packed weights"))
         let per = try GateMask.perSample(bits: [UInt8](repeating: 1, count: 8), batch: 4, granularity: 5, units: 10)
         XCTAssertTrue(message { try engine.gatedLinear(input: x, batch: 4, inFeatures: 10, weights: w, bias: nil, units: 10,
                                                      mask: per, layout: .compact, output: &out) }.contains("compact"))

@@ -11,6 +11,8 @@ struct MaskStats {
     var activePairs = 0
     /// Maximal runs of consecutive active units, summed over samples (one gemv call each in sample-major).
     var runs = 0
+    /// Σ over runs of (run length mod 4) — rows the gemv kernel computes one at a time (estimated for G not a multiple of 4).
+    var leftoverRows = 0
     /// Samples using block j.
     var blockUsers: [Int]
     /// Blocks per wide group (enough adjacent blocks to fill NR columns) and samples using each wide group.
@@ -54,6 +56,9 @@ struct MaskStats {
         }
         self.runs = runs
         activePairs = activeBlocks * granularity - lastActive * (granularity - lastWidth)
+        // Runs are whole blocks: with G a multiple of 4 only the partial last block leaves single rows;
+        // otherwise estimate 1.5 leftover rows per run (run lengths mod 4 of short random runs), capped by the pairs.
+        leftoverRows = granularity % 4 == 0 ? lastActive * (lastWidth % 4) : min(activePairs, runs * 3 / 2)
     }
 
     func blockWidth(_ j: Int) -> Int { min((j + 1) * granularity, units) - j * granularity }
@@ -271,7 +276,9 @@ extension SparseEngine {
                 + parallel(model.gemmSeconds(m: batch, n: c, k: h), tasks: batch * c * h >= gemm.parallelThresholdMACs ? workerCount : 1)
             var tUnit = 0.0
             for j in 0..<blocks { tUnit += model.gemmSeconds(m: stats.blockUsers[j], n: c, k: stats.blockWidth(j)) }
-            let tSample = parallel(Double(stats.runs) * model.gemvCall + Double(pairs * c) * model.gemvMAC,
+            // Layer 2 runs are the K dimension of each gemv (C rows): no leftover-row penalty beyond C's own.
+            let tSample = parallel(Double(stats.runs) * model.gemvSeconds(rows: c, k: 1)
+                                   + Double(pairs) * (model.gemvSeconds(rows: c, k: 2) - model.gemvSeconds(rows: c, k: 1)),
                                    tasks: batch)
             predicted = [SparseStrategy.denseThenMask.rawValue: tDense, SparseStrategy.unitMajor.rawValue: tUnit,
                          SparseStrategy.sampleMajor.rawValue: tSample]
@@ -365,7 +372,8 @@ extension SparseEngine {
     }
 
     func predictSampleMajor1(_ m: SparseCostModel, _ s: MaskStats, d: Int) -> Double {
-        parallel(Double(s.runs) * m.gemvCall + Double(s.activePairs * d) * m.gemvMAC, tasks: s.batch)
+        parallel(Double(s.runs) * m.gemvCall + Double((s.activePairs - s.leftoverRows) * d) * m.gemvMAC
+                 + Double(s.leftoverRows * d) * m.gemvRowMAC, tasks: s.batch)
             + m.passSeconds(bytes: 4 * (s.batch * s.units - s.activePairs))
     }
 }

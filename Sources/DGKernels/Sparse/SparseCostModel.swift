@@ -5,7 +5,8 @@ import Glibc
 /// Linear time model of the two kernels every sparse strategy is made of, calibrated on this machine:
 /// - GEMM call: `gemmCall + paddedMACs·gemmMAC + packedFloats·gemmPack`, where padded MACs round m and n up
 ///   to the register tile (the micro-kernel always runs full MR×NR tiles) and packed floats are (m + n)·k;
-/// - gemv call: `gemvCall + rows·k·gemvMAC` (one matrix-vector product over contiguous weight rows);
+/// - gemv call: `gemvCall + ⌊rows/4⌋·4·k·gemvMAC + (rows mod 4)·k·gemvRowMAC` (one matrix-vector product over
+///   contiguous weight rows; the kernel runs rows in fours, leftovers one at a time — latency-bound, slower per MAC);
 /// - memory pass (zeroing/copying outputs): `bytes·passByte`.
 /// Per-sample strategies are predicted by summing these over the calls they would make for the actual mask.
 public struct SparseCostModel: Sendable, Codable, Equatable {
@@ -17,13 +18,15 @@ public struct SparseCostModel: Sendable, Codable, Equatable {
     public var gemmPack: Double
     public var gemvCall: Double
     public var gemvMAC: Double
+    /// Seconds per MAC of a leftover single row (one accumulator chain).
+    public var gemvRowMAC: Double
     public var passByte: Double
 
     public init(fingerprint: String, mr: Int, nr: Int, gemmCall: Double, gemmMAC: Double, gemmPack: Double,
-                gemvCall: Double, gemvMAC: Double, passByte: Double) {
+                gemvCall: Double, gemvMAC: Double, gemvRowMAC: Double, passByte: Double) {
         self.fingerprint = fingerprint; self.mr = mr; self.nr = nr
         self.gemmCall = gemmCall; self.gemmMAC = gemmMAC; self.gemmPack = gemmPack
-        self.gemvCall = gemvCall; self.gemvMAC = gemvMAC; self.passByte = passByte
+        self.gemvCall = gemvCall; self.gemvMAC = gemvMAC; self.gemvRowMAC = gemvRowMAC; self.passByte = passByte
     }
 
     /// Seconds for one serial `GemmEngine.gemm` call of this shape (m = 1 takes the gemv path).
@@ -37,14 +40,14 @@ public struct SparseCostModel: Sendable, Codable, Equatable {
 
     public func gemvSeconds(rows: Int, k: Int) -> Double {
         guard rows > 0 && k > 0 else { return 0 }
-        return gemvCall + Double(rows * k) * gemvMAC
+        return gemvCall + Double(rows / 4 * 4 * k) * gemvMAC + Double(rows % 4 * k) * gemvRowMAC
     }
 
     public func passSeconds(bytes: Int) -> Double { Double(bytes) * passByte }
 
     /// Identifies the machine and configuration a calibration is valid for.
     public static func fingerprint(kernels: KernelSet, workers: Int, cpu: CPUFeatures = .current) -> String {
-        "\(cpu.vendor) \(cpu.brand) family \(cpu.family) model \(cpu.model) | \(kernels.name) | \(kernels.blocking) | workers \(workers) | model v1"
+        "\(cpu.vendor) \(cpu.brand) family \(cpu.family) model \(cpu.model) | \(kernels.name) | \(kernels.blocking) | workers \(workers) | model v3"
     }
 
     /// Cached model for this fingerprint, or a fresh calibration (then cached; cache errors are ignored).
@@ -59,7 +62,8 @@ public struct SparseCostModel: Sendable, Codable, Equatable {
     /// Short micro-measurement (about 0.1 s): a few GEMM and gemv shapes on one core, least-squares fitted.
     public static func calibrate(kernels: KernelSet, fingerprint: String) -> SparseCostModel {
         let engine = GemmEngine(kernels: kernels)
-        let maxM = 96, k = 784, rowsW = 512
+        // W spans 6.4 MB (beyond L2), like the wide layers whose rows sample-major streams per sample.
+        let maxM = 96, k = 784, rowsW = 2048
         var rng = SplitMix64(seed: 7)
         let a = (0..<(maxM * k)).map { _ in rng.nextFloat() - 0.5 }
         let w = (0..<(rowsW * k)).map { _ in rng.nextFloat() - 0.5 }
@@ -95,8 +99,8 @@ public struct SparseCostModel: Sendable, Codable, Equatable {
                             * Double((n + kernels.nr - 1) / kernels.nr * kernels.nr) * Double(kk)
                         gemmRows.append(([1, padded, Double((m + n) * kk)], t))
                     }
-                    // gemv over the whole 1.6 MB weight matrix in runs (as per-sample paths stream it), and tiny calls.
-                    for (rows, kk) in [(512, 784), (64, 784), (1, 784), (1, 16)] {
+                    // gemv cycling over the whole weight matrix (as per-sample paths stream it), and tiny calls.
+                    for (rows, kk) in [(512, 784), (64, 784), (4, 16), (1, 784)] {
                         var offset = 0
                         let t = best {
                             kernels.gemv(rows, kk, wb + offset * k, k, ab, cb, 0, nil, false)
@@ -109,9 +113,10 @@ public struct SparseCostModel: Sendable, Codable, Equatable {
             }
         }
         let g = leastSquares(gemmRows, parameters: 3)
-        let v = leastSquares(gemvRows, parameters: 2)
+        let v = leastSquares(Array(gemvRows.prefix(3)), parameters: 2)  // whole groups of four rows
+        let single = max(0, (gemvRows[3].1 - v[0]) / 784)                 // one leftover row, k = 784
         return SparseCostModel(fingerprint: fingerprint, mr: kernels.mr, nr: kernels.nr,
-                               gemmCall: g[0], gemmMAC: g[1], gemmPack: g[2], gemvCall: v[0], gemvMAC: v[1],
+                               gemmCall: g[0], gemmMAC: g[1], gemmPack: g[2], gemvCall: v[0], gemvMAC: v[1], gemvRowMAC: single,
                                passByte: passTime / Double(4 * min(passCount, maxM * rowsW)))
     }
 

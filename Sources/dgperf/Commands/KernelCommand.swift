@@ -39,6 +39,8 @@ struct KernelCommand: ParsableCommand {
     @Flag(help: "Print the cost model's predicted times under each auto row.") var predictions = false
     @Flag(help: "Pack weights once (dense baseline, sparse paths and MoE experts alike), as inference would.")
     var prepacked = false
+    @Option(help: "Also time layer 2 (K-side sparsity, y = h·Vᵀ, V: classes × H) for this many classes; 0 = off.")
+    var layer2Classes: Int = 0
 
     static let maskKinds = ["shared", "block", "per-sample", "moe"]
 
@@ -53,6 +55,7 @@ struct KernelCommand: ParsableCommand {
         for m in masks where !Self.maskKinds.contains(m) {
             throw ValidationError("--masks: unknown kind '\(m)'; use any of \(Self.maskKinds.joined(separator: ", "))")
         }
+        guard layer2Classes >= 0 else { throw ValidationError("--layer2-classes must be ≥ 0 (got \(layer2Classes)); e.g. --layer2-classes 10") }
         guard threads >= 1 else { throw ValidationError("--threads must be ≥ 1 (got \(threads))") }
         guard reps >= 1 else { throw ValidationError("--reps must be ≥ 1 (got \(reps))") }
         guard ISAChoice(rawValue: isa) != nil else { throw ValidationError("--isa must be one of auto, avx512, avx2 (got '\(isa)')") }
@@ -91,6 +94,20 @@ struct KernelCommand: ParsableCommand {
                 for b in batch {
                     let x = randomFloats(b * d, &rng, scale: 1)
                     var out = [Float](repeating: 0, count: b * h)
+                    let c2 = layer2Classes
+                    let v = randomFloats(max(1, c2) * h, &rng, scale: 1 / Float(h).squareRoot())
+                    var y2 = [Float](repeating: 0, count: b * max(1, c2))
+                    let hIn = randomFloats(b * h, &rng, scale: 1)
+                    let dense2: () throws -> Void = {
+                        _ = try sparse.maskedInputLinear(input: hIn, batch: b, units: h, weights: v, bias: nil, outFeatures: c2, mask: .all, output: &y2)
+                    }
+                    /// Layer 2 with the same mask, timed against the dense layer 2 (rows marked "L2").
+                    func layer2(_ kind: String, _ g: Int, _ mask: GateMask) throws {
+                        guard c2 > 0 else { return }
+                        var report: SparseReport? = nil
+                        let (dense, t) = try timePair(dense2) { report = try sparse.maskedInputLinear(input: hIn, batch: b, units: h, weights: v, bias: nil, outFeatures: c2, mask: mask, output: &y2) }
+                        printRow(row, d, h, b, kind, g, report!, path: "L2 C=\(c2)", t, dense)
+                    }
                     let packed = prepacked ? try sparse.packWeights(w, units: h, inFeatures: d) : nil
                     let denseCall: () throws -> Void = {
                         _ = try sparse.gatedLinear(input: x, batch: b, inFeatures: d, weights: w, bias: bias, units: h, mask: .all, packed: packed, output: &out)
@@ -114,6 +131,7 @@ struct KernelCommand: ParsableCommand {
                                         var report: SparseReport? = nil
                                         let (dense, t) = try timePair(denseCall) { report = try sparse.gatedLinear(input: x, batch: b, inFeatures: d, weights: w, bias: bias, units: h, mask: mask, strategy: s, packed: packed, output: &out) }
                                         printRow(row, d, h, b, kind, g, report!, path: s == .auto ? "auto" : s.rawValue, t, dense)
+                                        if s == .auto { try layer2(kind, g, mask) }
                                         if predictions && s == .auto {
                                             let p = report!.predictedSeconds.sorted { $0.key < $1.key }
                                             print("    predicted: " + p.map { "\($0.key) \(Format.fixed($0.value * 1e3, 4)) ms" }.joined(separator: ", "))
@@ -127,6 +145,7 @@ struct KernelCommand: ParsableCommand {
                                         let (dense, t) = try timePair(denseCall) { report = try sparse.gatedLinear(input: x, batch: b, inFeatures: d, weights: w, bias: bias, units: h, mask: mask, layout: layout, packed: packed, output: &out) }
                                         printRow(row, d, h, b, kind, g, report!, path: layout.rawValue, t, dense)
                                     }
+                                    try layer2(kind, g, mask)
                                 }
                             }
                         }
