@@ -241,7 +241,9 @@ extension SparseEngine {
     func applyMask(_ out: UnsafeMutablePointer<Float>, mask: GateMask) {
         let blocks = mask.blockCount, g = mask.granularity, h = mask.units
         mask.bits.withUnsafeBufferPointer { bits in
-            for b in 0..<mask.batch {
+            // Split over samples like the GEMM before it, or the pass would be the serial tail of a parallel layer.
+            let parallel = workerCount > 1 && mask.batch >= 2 && mask.batch * h * 64 >= gemm.parallelThresholdMACs
+            let body: (Range<Int>, Int) -> Void = { range, _ in for b in range {
                 let row = out + b * h, flags = bits.baseAddress! + b * blocks
                 if g == 1 {
                     // Bitwise AND with an all-ones/all-zeros word: branch-free and vectorisable (and NaN-safe).
@@ -253,7 +255,8 @@ extension SparseEngine {
                         (row + lo).update(repeating: 0, count: min(lo + g, h) - lo)
                     }
                 }
-            }
+            } }
+            if parallel { gemm.executor.parallelFor(mask.batch, grain: 8, body) } else { body(0..<mask.batch, 0) }
         }
     }
 
