@@ -278,7 +278,7 @@ extension SparseEngine {
             let tDense = model.passSeconds(bytes: 8 * batch * h)
                 + parallel(model.gemmSeconds(m: batch, n: c, k: h), tasks: batch * c * h >= gemm.parallelThresholdMACs ? workerCount : 1)
             var tUnit = 0.0
-            for j in 0..<blocks { tUnit += model.gemmSeconds(m: stats.blockUsers[j], n: c, k: stats.blockWidth(j)) }
+            for j in 0..<blocks { tUnit += model.gemmSeconds(m: stats.blockUsers[j], n: c, k: stats.blockWidth(j)) * model.gatherFactor }
             // Layer 2 runs are the K dimension of each gemv (C rows): no leftover-row penalty beyond C's own.
             let tSample = parallel(Double(stats.runs) * model.gemvSeconds(rows: c, k: 1)
                                    + Double(pairs) * (model.gemvSeconds(rows: c, k: 2) - model.gemvSeconds(rows: c, k: 1)),
@@ -371,7 +371,7 @@ extension SparseEngine {
                 t += m.gemmSeconds(m: s.blockUsers[j], n: s.blockWidth(j), k: d, packedB: packedB); groups += 1
             }
         }
-        return parallel(t, tasks: groups) + m.passSeconds(bytes: 4 * s.batch * s.units)
+        return parallel(t * m.gatherFactor, tasks: groups) + m.passSeconds(bytes: 4 * s.batch * s.units)
     }
 
     func predictSampleMajor1(_ m: SparseCostModel, _ s: MaskStats, d: Int) -> Double {

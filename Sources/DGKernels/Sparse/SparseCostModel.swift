@@ -21,12 +21,16 @@ public struct SparseCostModel: Sendable, Codable, Equatable {
     /// Seconds per MAC of a leftover single row (one accumulator chain).
     public var gemvRowMAC: Double
     public var passByte: Double
+    /// Measured / predicted time of a unit-major group call (row-gathered A, compact tile, row scatter), ≥ 1:
+    /// what the contiguous calibration shapes miss about small gathered GEMMs.
+    public var gatherFactor: Double
 
     public init(fingerprint: String, mr: Int, nr: Int, gemmCall: Double, gemmMAC: Double, gemmPack: Double,
-                gemvCall: Double, gemvMAC: Double, gemvRowMAC: Double, passByte: Double) {
+                gemvCall: Double, gemvMAC: Double, gemvRowMAC: Double, passByte: Double, gatherFactor: Double = 1) {
         self.fingerprint = fingerprint; self.mr = mr; self.nr = nr
         self.gemmCall = gemmCall; self.gemmMAC = gemmMAC; self.gemmPack = gemmPack
         self.gemvCall = gemvCall; self.gemvMAC = gemvMAC; self.gemvRowMAC = gemvRowMAC; self.passByte = passByte
+        self.gatherFactor = gatherFactor
     }
 
     /// Seconds for one serial `GemmEngine.gemm` call of this shape (m = 1 takes the gemv path).
@@ -47,7 +51,7 @@ public struct SparseCostModel: Sendable, Codable, Equatable {
 
     /// Identifies the machine and configuration a calibration is valid for.
     public static func fingerprint(kernels: KernelSet, workers: Int, cpu: CPUFeatures = .current) -> String {
-        "\(cpu.vendor) \(cpu.brand) family \(cpu.family) model \(cpu.model) | \(kernels.name) | \(kernels.blocking) | workers \(workers) | model v3"
+        "\(cpu.vendor) \(cpu.brand) family \(cpu.family) model \(cpu.model) | \(kernels.name) | \(kernels.blocking) | workers \(workers) | model v4"
     }
 
     /// Cached model for this fingerprint, or a fresh calibration (then cached; cache errors are ignored).
@@ -84,7 +88,7 @@ public struct SparseCostModel: Sendable, Codable, Equatable {
 
         var gemmRows: [([Double], Double)] = []
         var gemvRows: [([Double], Double)] = []
-        var passTime = 0.0
+        var passTime = 0.0, gatherTime = 0.0
         let passCount = 1 << 18
         a.withUnsafeBufferPointer { ap in
             w.withUnsafeBufferPointer { wp in
@@ -109,15 +113,27 @@ public struct SparseCostModel: Sendable, Codable, Equatable {
                         gemvRows.append(([1, Double(rows * kk)], t))
                     }
                     passTime = best { cb.update(repeating: 0, count: min(passCount, maxM * rowsW)) }
+                    // A unit-major group as the per-sample path runs it: 16 scattered rows × 32 units.
+                    let rows = (0..<16).map { Int32(($0 * 37) % maxM) }
+                    let tile = AlignedBuffer(capacity: 16 * 32)
+                    gatherTime = rows.withUnsafeBufferPointer { rp in
+                        best {
+                            engine.gemm(m: 16, n: 32, k: k, a: MatrixOperand(base: ab, rowStride: k, colStride: 1, rowIndex: rp.baseAddress),
+                                        b: .rowMajor(wb, ld: k, transposed: true), c: OutputOperand(base: tile.pointer, rowStride: 32))
+                            for i in 0..<16 { (cb + Int(rp[i]) * rowsW).update(from: tile.pointer + i * 32, count: 32) }
+                        }
+                    }
                 }
             }
         }
         let g = leastSquares(gemmRows, parameters: 3)
         let v = leastSquares(Array(gemvRows.prefix(3)), parameters: 2)  // whole groups of four rows
         let single = max(0, (gemvRows[3].1 - v[0]) / 784)                 // one leftover row, k = 784
-        return SparseCostModel(fingerprint: fingerprint, mr: kernels.mr, nr: kernels.nr,
-                               gemmCall: g[0], gemmMAC: g[1], gemmPack: g[2], gemvCall: v[0], gemvMAC: v[1], gemvRowMAC: single,
-                               passByte: passTime / Double(4 * min(passCount, maxM * rowsW)))
+        var model = SparseCostModel(fingerprint: fingerprint, mr: kernels.mr, nr: kernels.nr,
+                                    gemmCall: g[0], gemmMAC: g[1], gemmPack: g[2], gemvCall: v[0], gemvMAC: v[1], gemvRowMAC: single,
+                                    passByte: passTime / Double(4 * min(passCount, maxM * rowsW)))
+        model.gatherFactor = min(4, max(1, gatherTime / max(model.gemmSeconds(m: 16, n: 32, k: k), 1e-12)))
+        return model
     }
 
     /// Non-negative least squares in relative error (rows scaled by 1/t), by normal equations and clamping.
