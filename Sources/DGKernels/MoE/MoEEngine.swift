@@ -94,6 +94,9 @@ public struct MoEReport: Sendable, Codable, Equatable {
     public var cost: CostBreakdown
     /// MACs if every token ran exactly topK experts with no drops (the layer's nominal work).
     public var nominalMACs: Int
+    /// Wall time of each phase (seconds): router (logits GEMM + softmax/top-k), dispatch (capacity, gather
+    /// lists), experts (the GEMM pairs), combine. Says where time goes when MoE is slower than dense.
+    public var phaseSeconds: [String: Double] = [:]
 }
 
 /// Mixture-of-experts FFN on the dense kernels: router GEMM → softmax → top-k → capacity → per-expert
@@ -145,6 +148,9 @@ public final class MoEEngine: @unchecked Sendable {
         let d = weights.inFeatures, hDim = weights.hidden, o = weights.outFeatures, e = config.experts, k = config.topK
         let workers = gemm.workerCount
 
+        var phase: [String: Double] = [:]
+        var mark = monotonicNanos()
+        func lap(_ name: String) { let now = monotonicNanos(); phase[name] = Double(now - mark) * 1e-9; mark = now }
         // 1. Router logits (overhead): tokens × E.
         let lg = logits.reserve(tokens * e)
         let routerCost = weights.router.withUnsafeBufferPointer { r in
@@ -170,6 +176,7 @@ public final class MoEEngine: @unchecked Sendable {
             }
         }
 
+        lap("router")
         // 3. Capacity: first choices of all tokens (in token order) before second choices (GShard priority).
         let capacity = config.capacity(tokens: tokens)
         var requested = [Int](repeating: 0, count: e)
@@ -193,6 +200,7 @@ public final class MoEEngine: @unchecked Sendable {
         let kept = rowOffset[e]
         let flatMembers = members.flatMap { $0 }
 
+        lap("dispatch")
         // 4. Experts: gathered rows → ReLU(x·W1ᵀ + b1) → ·W2ᵀ + b2, into expert-major scratch.
         let hs = hidden.reserve(max(1, kept * hDim))
         let os = expertOut.reserve(max(1, kept * o))
@@ -232,6 +240,7 @@ public final class MoEEngine: @unchecked Sendable {
             }
         }}}}}
 
+        lap("experts")
         // 5. Combine (parallel over tokens): y[t] = Σ kept gate · expert output; identity/zero if all dropped.
         var droppedTokens = 0
         let identity = o == d
@@ -257,6 +266,7 @@ public final class MoEEngine: @unchecked Sendable {
         }}}
         for t in 0..<tokens where (0..<k).allSatisfy({ slot[t * k + $0] < 0 }) { droppedTokens += 1 }
 
+        lap("combine")
         let perToken = weights.expertMACsPerToken
         let useful = KernelCost(macs: kept * perToken,
                                 bytesRead: 4 * (kept * (d + hDim) + load.filter { $0 > 0 }.count * perToken),
@@ -264,7 +274,7 @@ public final class MoEEngine: @unchecked Sendable {
         let overhead = routerCost + KernelCost(bytesRead: 4 * kept * o + 8 * tokens * k, bytesWritten: 4 * tokens * o)
         return MoEReport(requested: requested, load: load, capacity: capacity, droppedAssignments: dropped,
                          droppedTokens: droppedTokens, cost: CostBreakdown(useful: useful, overhead: overhead),
-                         nominalMACs: tokens * k * perToken)
+                         nominalMACs: tokens * k * perToken, phaseSeconds: phase)
     }
 
     /// Softmax over one token's logits, then the k largest probabilities (ties → lower expert id).

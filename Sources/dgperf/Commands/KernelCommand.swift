@@ -204,6 +204,8 @@ struct KernelCommand: ParsableCommand {
             + [Format.fixed(tDense.median / tMoE.median, 2), Format.fixed(tDense.min / tMoE.min, 2), "-", "-", Format.fixed(Double(rep.cost.useful.macs) / Double(rep.nominalMACs), 3),
                Format.fixed(Double(rep.cost.total.macs) / Double(rep.nominalMACs), 3)])
         print("    moe: time / dense with same executed MACs = \(Format.fixed(ratio, 2))× median, \(Format.fixed(tMoE.min / tDense.min, 2))× min (target ≤ 1.30); load \(rep.load) capacity \(rep.capacity) dropped \(rep.droppedAssignments) assignments (\(rep.droppedTokens) tokens); router MACs \(rep.cost.overhead.macs)")
+        let phases = ["router", "dispatch", "experts", "combine"].map { "\($0) \(Format.fixed((rep.phaseSeconds[$0] ?? 0) * 1e3, 4))" }
+        print("    moe phases (ms, last call): " + phases.joined(separator: ", ") + "; tokens per expert ≈ \(b * 2 / experts)")
     }
 
     private func times(_ s: Summary) -> [String] {
