@@ -12,8 +12,13 @@ public struct RoutingPlan {
     public var capacity: Int
     /// Per expert: tokens (rows of the batch) it processes, in order.
     public var tokens: [[Int32]]
-    /// Per expert: the combine weight (router probability) of each of its tokens.
+    /// Per expert: the combine weight of each of its tokens — the router probability for top-1 (Switch),
+    /// the probability renormalised over the token's two choices for top-2 (GShard).
     public var weights: [[Float]]
+    /// Per expert: which of the token's choices (0 or 1) each row is.
+    public var ranks: [[UInt8]]
+    /// Per token: its top-k experts (batch × topK).
+    public var choices: [Int]
     /// Top-k selections per expert before capacity (for the load-balancing loss).
     public var selections: [Int]
     public var droppedAssignments: Int
@@ -30,6 +35,7 @@ public struct RoutingPlan {
         capacity = RoutingPlan.capacity(batch: batch, experts: experts, topK: topK, factor: capacityFactor)
         tokens = Array(repeating: [], count: experts)
         weights = Array(repeating: [], count: experts)
+        ranks = Array(repeating: [], count: experts)
         selections = Array(repeating: 0, count: experts)
         var choice = [Int](repeating: 0, count: batch * topK)
         for t in 0..<batch {
@@ -43,6 +49,7 @@ public struct RoutingPlan {
                 choice[t * topK + 1] = second
             }
         }
+        self.choices = choice
         var kept = [Int](repeating: 0, count: batch)
         droppedAssignments = 0
         for rank in 0..<topK {
@@ -50,7 +57,9 @@ public struct RoutingPlan {
                 let e = choice[t * topK + rank]
                 selections[e] += 1
                 if tokens[e].count < capacity {
-                    tokens[e].append(Int32(t)); weights[e].append(probs[t * experts + e]); kept[t] += 1
+                    var w = probs[t * experts + e]
+                    if topK == 2 { w /= probs[t * experts + choice[t * 2]] + probs[t * experts + choice[t * 2 + 1]] }
+                    tokens[e].append(Int32(t)); weights[e].append(w); ranks[e].append(UInt8(rank)); kept[t] += 1
                 } else {
                     droppedAssignments += 1
                 }

@@ -208,7 +208,7 @@ public final class Trainer {
                 dx = buf("dh.\(l - 1)", B * D)
                 try mm(m: B, n: D, k: H, a: dh, lda: H, b: w.value, ldb: D, c: dx!, ldc: D)
             }
-            if let dz = gateDz { try gateBackward(layer: l, input: layerInput, batch: B, dz: dz, dx: dx) }
+            if let dz = gateDz { try gateBackward(layer: l, input: layerInput, batch: B, dz: dz) }
             if let dx { dh = dx }
         }
         let ce = ceSum / Double(B)
@@ -235,9 +235,10 @@ public final class Trainer {
         }
     }
 
-    /// Predictor gradients from dz (batch × gates); adds the predictor's input gradient into `dx` when given.
-    private func gateBackward(layer l: Int, input: UnsafePointer<Float>, batch B: Int, dz: UnsafeMutablePointer<Float>,
-                              dx: UnsafeMutablePointer<Float>?) throws {
+    /// Predictor gradients from dz (batch × gates). The predictor's input is detached (no gradient flows from a
+    /// gate into the layer below): gates learn to read features, never to reshape them, and with tau = 0, λ = 0
+    /// the main network's gradients are exactly the dense model's.
+    private func gateBackward(layer l: Int, input: UnsafePointer<Float>, batch B: Int, dz: UnsafeMutablePointer<Float>) throws {
         let D = network.spec.dims[l], G = network.gates(layer: l)
         switch network.gatePredictor {
         case .staticLogits:
@@ -246,7 +247,6 @@ public final class Trainer {
             let w = network.param("gate.\(l).weight")
             try mm(transA: true, m: G, n: D, k: B, a: dz, lda: G, b: input, ldb: D, c: w.grad, ldc: D)
             columnSums(dz, rows: B, cols: G, into: network.param("gate.\(l).bias").grad)
-            if let dx { try mm(m: B, n: D, k: G, a: dz, lda: G, b: w.value, ldb: D, c: dx, ldc: D, epilogue: Epilogue(beta: 1)) }
         case .lowRank(let r):
             let down = network.param("gate.\(l).down"), up = network.param("gate.\(l).up")
             let t = buf("gt.\(l)", B * r), dt = buf("gdt.\(l)", B * r)
@@ -254,7 +254,6 @@ public final class Trainer {
             columnSums(dz, rows: B, cols: G, into: network.param("gate.\(l).bias").grad)
             try mm(m: B, n: r, k: G, a: dz, lda: G, b: up.value, ldb: r, c: dt, ldc: r)
             try mm(transA: true, m: r, n: D, k: B, a: dt, lda: r, b: input, ldb: D, c: down.grad, ldc: D)
-            if let dx { try mm(m: B, n: D, k: r, a: dt, lda: r, b: down.value, ldb: D, c: dx, ldc: D, epilogue: Epilogue(beta: 1)) }
         }
     }
 
@@ -314,6 +313,9 @@ public final class Trainer {
         zl *= Double(beta) / Double(B)
         // Experts backward.
         let dy = buf("moe.dy", cap * C), dhid = buf("moe.dhid", cap * He)
+        let K = spec.topK
+        let dgate = buf("moe.dgate", B * K)
+        dgate.update(repeating: 0, count: B * K)
         for e in 0..<E {
             let n = plan.tokens[e].count
             let w1 = network.param("expert.\(e).w1"), b1 = network.param("expert.\(e).b1")
@@ -327,7 +329,7 @@ public final class Trainer {
                 let t = Int(plan.tokens[e][r]), g = plan.weights[e][r]
                 var dot: Float = 0
                 for j in 0..<C { dy[r * C + j] = g * dout[t * C + j]; dot += dout[t * C + j] * ye[r * C + j] }
-                dprobs[t * E + e] += dot
+                dgate[t * K + Int(plan.ranks[e][r])] = dot
             }
             try mm(transA: true, m: C, n: He, k: n, a: dy, lda: C, b: he, ldb: He, c: w2.grad, ldc: He)
             columnSums(dy, rows: n, cols: C, into: b2.grad)
@@ -340,6 +342,18 @@ public final class Trainer {
                             b: MatrixOperand(base: x, rowStride: D, colStride: 1, rowIndex: rows.baseAddress),
                             c: OutputOperand(base: w1.grad, rowStride: D))
                 gemmNanos += monotonicNanos() - t0
+            }
+        }
+        // Combine weights → probabilities: top-1 uses p directly; top-2 uses g_a = p_a / (p_a + p_b).
+        for t in 0..<B {
+            if K == 1 {
+                dprobs[t * E + plan.choices[t]] += dgate[t]
+            } else {
+                let a = plan.choices[2 * t], b = plan.choices[2 * t + 1]
+                let pa = probs[t * E + a], pb = probs[t * E + b], s2 = (pa + pb) * (pa + pb)
+                let da = dgate[2 * t], db = dgate[2 * t + 1]
+                dprobs[t * E + a] += pb * (da - db) / s2
+                dprobs[t * E + b] += pa * (db - da) / s2
             }
         }
         // Router backward: softmax Jacobian, plus the z-loss term.
