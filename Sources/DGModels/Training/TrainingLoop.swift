@@ -10,6 +10,9 @@ public struct EpochReport: Sendable {
     public var activeFraction: Double
     public var seconds: Double
     public var gemmSeconds: Double
+    /// Time in the optimizer step and in building minibatches (both outside GEMMs).
+    public var optimizerSeconds: Double
+    public var dataSeconds: Double
     public var droppedTokens: Int
 }
 
@@ -47,23 +50,28 @@ public final class TrainingLoop {
         trainer.resetGemmTimer()
         var loss = 0.0, correct = 0, active = 0.0, dropped = 0, batches = 0
         let x = xBuf.reserve(B * D)
+        var optNanos: UInt64 = 0, dataNanos: UInt64 = 0
         let t0 = monotonicNanos()
         for start in stride(from: 0, to: order.count, by: B) {
             let n = min(B, order.count - start)
             try yBuf.withUnsafeMutableBufferPointer { y in
+                let d0 = monotonicNanos()
                 data.gather(order[start..<(start + n)], x: x, y: y.baseAddress!)
+                dataNanos += monotonicNanos() - d0
                 let r = try trainer.computeGradients(x: x, labels: y.baseAddress!, batch: n, lambda: lambda)
                 loss += r.loss * Double(n); correct += r.correct; active += r.activeFraction * Double(n)
                 dropped += r.droppedTokens
             }
+            let o0 = monotonicNanos()
             trainer.applyUpdate()
+            optNanos += monotonicNanos() - o0
             batches += 1
         }
         let seconds = Double(monotonicNanos() - t0) * 1e-9
         let n = Double(order.count)
         return EpochReport(epoch: epoch, lambda: lambda, loss: loss / n, trainAccuracy: Double(correct) / n,
                            activeFraction: active / n, seconds: seconds, gemmSeconds: Double(trainer.gemmNanos) * 1e-9,
-                           droppedTokens: dropped)
+                           optimizerSeconds: Double(optNanos) * 1e-9, dataSeconds: Double(dataNanos) * 1e-9, droppedTokens: dropped)
     }
 }
 

@@ -101,12 +101,12 @@ struct TrainCommand: ParsableCommand {
         let f = Format.fixed
         print("dgperf train  model=\(kind.rawValue)\(kind == .dg ? " gate=\(gateString) G=\(g) λ=\(cfg.lambda) T=\(temperature) tau=\(tau)" : "")  dims=\(spec.dims)  params=\(network.parameterCount)")
         print("  \(cfg.optimizer.rawValue) lr=\(lr) batch=\(batch) epochs=\(epochs) seed=\(seed) threads=\(threads) kernel=\(kernels.name) train=\(loop.data.count) samples")
-        print("  epoch   λ        loss     train-acc  active   seconds  gemm%")
+        print("  epoch   λ        loss     train-acc  active   seconds  gemm%  optim%  data%")
         var reports: [EpochReport] = []
         for e in 0..<epochs {
             let r = try loop.runEpoch(e)
             reports.append(r)
-            print("  \(Format.pad(String(e + 1), 5))  \(Format.padRight(f(r.lambda, 4), 7))  \(f(r.loss, 4))   \(f(r.trainAccuracy, 4))     \(f(r.activeFraction, 3))    \(f(r.seconds, 3))    \(f(100 * r.gemmSeconds / r.seconds, 1))")
+            print("  \(Format.pad(String(e + 1), 5))  \(Format.padRight(f(r.lambda, 4), 7))  \(f(r.loss, 4))   \(f(r.trainAccuracy, 4))     \(f(r.activeFraction, 3))    \(f(r.seconds, 3))    \(f(100 * r.gemmSeconds / r.seconds, 1))   \(f(100 * r.optimizerSeconds / r.seconds, 1))    \(f(100 * r.dataSeconds / r.seconds, 1))")
         }
         let inference = ModelFactory.build(network, engine: engine, seed: seed)
         let ev = try Evaluation.run(inference, data: testSet, batch: 256)
