@@ -62,6 +62,10 @@ struct EvalCommand: ParsableCommand {
         print("  trained      \(file.header.training.epochs) epochs, \(file.header.training.optimizer.rawValue), seed \(file.header.seed)")
         print("  test accuracy \(f(ev.accuracy, 4))  (\(ev.samples) samples)")
         for (l, s) in ev.layers.enumerated() {
+            if spec.kind == .moe || spec.kind == .dense || spec.kind == .dropout {
+                print("  layer \(l): active mean \(f(s.meanActive, 3))\(spec.kind == .moe ? " (expert units used per token / hidden)" : "")")
+                continue
+            }
             print("  layer \(l): active mean \(f(s.meanActive, 3)) std \(f(s.stdActive, 3))  units never active \(s.neverActive)/\(s.units)  always active \(s.alwaysActive)/\(s.units)")
         }
         print("  relative MAC paper \(f(ev.paperRelativeMAC, 3))  net (incl. gate/router) \(f(ev.netRelativeMAC, 3))  executed \(f(ev.executedRelativeMAC, 3))")
