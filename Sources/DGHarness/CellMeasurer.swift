@@ -57,7 +57,7 @@ public final class KernelCellMeasurer: CellMeasuring {
         do {
             model = try ModelFactory.synthetic(modelSpec, engine: engine, seed: spec.seed)
         } catch let e as ModelError {
-            if case .notImplemented = e { return .skipped("not implemented: \(e)") }
+            if case .notImplemented = e { return .skipped("\(e)") }
             return .failed("\(e)")
         }
         let batch = cell.batch, inF = spec.inputFeatures
@@ -109,7 +109,7 @@ public final class KernelCellMeasurer: CellMeasuring {
                              activeFraction: active / Double(variants), notes: notes,
                              runtime: ExecutorFactory.statistics(executor))
         } catch let e as ModelError {
-            if case .notImplemented = e { return .skipped("not implemented: \(e)") }
+            if case .notImplemented = e { return .skipped("\(e)") }
             return .failed("\(e)")
         }
     }

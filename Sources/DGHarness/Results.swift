@@ -139,7 +139,9 @@ enum Derivation {
         let gated = c.cell.model != .dense && c.cell.model != .dropout
         let ideal = gated ? 1 / c.cell.activeFraction : 1
         var speedup: Double?, low: Double?, high: Double?
-        if let d = dense?.timing {
+        if c.cell.model == .dense {
+            speedup = 1
+        } else if let d = dense?.timing {
             speedup = d.summary.median / t.summary.median
             low = d.medianCI.lower / t.medianCI.upper
             high = d.medianCI.upper / t.medianCI.lower
