@@ -20,7 +20,7 @@ public struct ResultsStore: Sendable {
 
     public static func encode(_ results: RunResults) -> String {
         let enc = JSONEncoder()
-        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         // Finite by construction (Derivation drops non-finite figures); encoding cannot fail otherwise.
         let data = (try? enc.encode(results)) ?? Data("{}".utf8)
         return String(decoding: data, as: UTF8.self) + "\n"

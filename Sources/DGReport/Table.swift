@@ -35,7 +35,7 @@ public enum TableFormat: String, CaseIterable, Sendable {
     static func markdown(_ t: Table) -> String {
         let esc = { (s: String) in s.replacingAll("|", with: "\\|") }
         let widths = t.columnNames.indices.map { i in
-            max(3, ([t.columnNames[i]] + t.rows.map { i < $0.count ? esc($0[i]) : "" }).map(\.count).max() ?? 3)
+            max(3, ([esc(t.columnNames[i])] + t.rows.map { i < $0.count ? esc($0[i]) : "" }).map(\.count).max() ?? 3)
         }
         func line(_ cells: [String]) -> String {
             "| " + cells.indices.map { i in
