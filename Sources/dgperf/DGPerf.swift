@@ -10,16 +10,12 @@ struct DGPerf: ParsableCommand {
         discussion: SweepRun.examples,
         version: DGPerfVersion.string,
         subcommands: [GemmCommand.self, SweepCommand.self, TableCommand.self, PlotCommand.self, CompareCommand.self,
-                      BaselineCommand.self, MergeCommand.self]
+                      BaselineCommand.self, MergeCommand.self],
+        // `dgperf --sweep …` has no subcommand name, so it lands here (SweepCommand checks for --sweep).
+        // Declaring the sweep flags on the root instead would make them shadow subcommands' own
+        // --output/--cells-from/--threads options.
+        defaultSubcommand: SweepCommand.self
     )
-
-    @Flag(help: "Run the sweep (default preset unless --preset/--spec; see `dgperf sweep --help`).") var sweep = false
-    @OptionGroup var options: SweepOptions
-
-    func run() throws {
-        guard sweep else { throw CleanExit.helpRequest(self) }
-        try SweepRun.run(options)
-    }
 }
 
 enum DGPerfVersion {

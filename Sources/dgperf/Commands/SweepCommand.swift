@@ -50,8 +50,13 @@ struct SweepCommand: ParsableCommand {
         abstract: "Measure wall time and FLOPs over models × batch × active fraction × granularity × threads.",
         discussion: SweepRun.examples
     )
+    @Flag(help: "Run the sweep (how `dgperf --sweep` reaches this command).") var sweep = false
     @OptionGroup var options: SweepOptions
-    func run() throws { try SweepRun.run(options) }
+    func run() throws {
+        // `dgperf` alone (default subcommand, no --sweep) shows the overview instead of starting a long run.
+        guard sweep || CommandLine.arguments.dropFirst().first == "sweep" else { throw CleanExit.helpRequest(DGPerf.self) }
+        try SweepRun.run(options)
+    }
 }
 
 enum SweepRun {
