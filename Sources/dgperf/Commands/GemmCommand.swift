@@ -1,4 +1,5 @@
 import ArgumentParser
+import DGHarness
 import Glibc
 import DGKernels
 import DGReport
@@ -171,11 +172,9 @@ struct GemmCommand: ParsableCommand {
     }
 }
 
-/// Refuses to time code compiled without optimisation (see Package.swift).
+/// Refuses to time code compiled without optimisation (shared check: `BuildIdentity.requireOptimized`).
 func requireOptimizedBuild() throws {
-    guard KernelBuild.isOptimized && RuntimeBuild.isOptimized else {
-        throw ValidationError("the measured code was built without optimisation; timings would be meaningless. Rebuild the kernel and runtime targets with -O (Package.swift does this in every configuration unless its flags were changed)")
-    }
+    do { try BuildIdentity.requireOptimized() } catch let e as HarnessError { throw ValidationError(e.message) }
 }
 
 func printError(_ s: String) {
