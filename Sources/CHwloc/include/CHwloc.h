@@ -17,4 +17,15 @@ int dg_cpuid(uint32_t leaf, uint32_t subleaf, uint32_t out[4]);
 /// XGETBV(0): which register states the OS saves (bit 1 SSE, 2 AVX, 5-7 AVX-512). 0 when unavailable.
 uint64_t dg_xgetbv0(void);
 
+/// Context switches of the calling thread so far (getrusage(RUSAGE_THREAD), which needs _GNU_SOURCE).
+/// Returns 0 on success, -1 when the kernel does not report per-thread usage.
+int dg_thread_context_switches(long *voluntary, long *involuntary);
+
+/// Spin-wait hint (x86 PAUSE): lets the sibling hyperthread run and saves power while polling.
+static inline void dg_cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
 #endif
