@@ -2,9 +2,6 @@
 /// this process may use. Plain values (Codable), so a topology loaded from the live machine, from an
 /// hwloc XML export or decoded from JSON behaves the same; `Topology+Hwloc.swift` builds it.
 public struct Topology: Sendable, Codable, Equatable {
-    /// Version tag of the JSON form (`dgperf topo --json`). Bump when a field changes meaning.
-    public static let schemaID = "dgperf.topology/1"
-
     /// hwloc object types dgperf keeps (I/O and Misc objects are not loaded).
     public enum Kind: String, Sendable, Codable, Equatable {
         case machine = "Machine", package = "Package", die = "Die", group = "Group", numaNode = "NUMANode"
@@ -76,7 +73,6 @@ public struct Topology: Sendable, Codable, Equatable {
         public var allowed: Bool
     }
 
-    public var schema: String
     /// "live" (this machine) or "xml:<path>".
     public var source: String
     public var hwlocVersion: String
@@ -89,7 +85,6 @@ public struct Topology: Sendable, Codable, Equatable {
     public var processingUnits: [ProcessingUnit]
 
     public init(source: String, hwlocVersion: String, cpuModel: String?, allowedCPUs: [Int], root: Node) {
-        schema = Topology.schemaID
         self.source = source; self.hwlocVersion = hwlocVersion; self.cpuModel = cpuModel
         self.allowedCPUs = allowedCPUs.sorted(); self.root = root
         processingUnits = Topology.processingUnits(root: root, allowed: Set(allowedCPUs))

@@ -22,6 +22,7 @@ struct GemmCommand: ParsableCommand {
     @Option(help: "Worker threads.") var threads: Int = 1
     @Option(help: "Timed repetitions.") var reps: Int = 30
     @Option(help: "Kernel ISA: auto, avx512 or avx2.") var isa: String = "auto"
+    @Option(help: "Worker pinning: compact, scatter or none.") var pin: String = "compact"
     @Flag(help: "Use C = A·B (B stored k×n) instead of the MLP layer's A·Bᵀ.") var noTransB = false
 
     func validate() throws {
@@ -30,6 +31,9 @@ struct GemmCommand: ParsableCommand {
         guard n >= 1 else { throw ValidationError("--n must be a positive integer (got \(n)); e.g. --n 512") }
         guard threads >= 1 else { throw ValidationError("--threads must be ≥ 1 (got \(threads))") }
         guard reps >= 1 else { throw ValidationError("--reps must be ≥ 1 (got \(reps))") }
+        guard PinningPolicy(rawValue: pin) != nil else {
+            throw ValidationError("--pin must be one of compact, scatter, none (got '\(pin)')")
+        }
         guard ISAChoice(rawValue: isa) != nil else {
             throw ValidationError("--isa must be one of auto, avx512, avx2 (got '\(isa)')")
         }
@@ -44,7 +48,7 @@ struct GemmCommand: ParsableCommand {
         try requireOptimizedBuild()
         let kernels: KernelSet
         do { kernels = try KernelSet.select(ISAChoice(rawValue: isa)!) } catch { throw ValidationError("\(error)") }
-        let executor = ConcurrentPerformExecutor(workers: threads)
+        let executor = WorkerPool(workers: threads, policy: PinningPolicy(rawValue: pin)!)
         let engine = GemmEngine(kernels: kernels, executor: executor)
         var a = [Float](repeating: 0, count: m * k), b = [Float](repeating: 0, count: k * n)
         var c = [Float](repeating: 0, count: m * n)
@@ -69,6 +73,7 @@ struct GemmCommand: ParsableCommand {
                     // Each sample times enough calls to last ≥ 1 ms, so timer resolution is irrelevant.
                     let single = try timeSeconds { try once() }
                     let inner = max(1, Int(1e-3 / max(single, 1e-9)))
+                    executor.resetStatistics()
                     for _ in 0..<reps {
                         let t = try timeSeconds { for _ in 0..<inner { try once() } }
                         times.append(t / Double(inner))
@@ -84,6 +89,7 @@ struct GemmCommand: ParsableCommand {
         let f = Format.fixed
         print("  time     min \(f(t.min * 1e3, 3)) ms  median \(f(t.median * 1e3, 3)) ms  p95 \(f(t.p95 * 1e3, 3)) ms  (\(t.count) reps)")
         print("  GFLOP/s  best \(f(s.max, 1))  median \(f(s.median, 1))  p05 \(f(s.p05, 1))")
+        print("  " + PoolReport.summaryLine(executor.statistics()))
         print("  measured FMA peak \(f(peak, 1)) GFLOP/s (\(threads) thread\(threads == 1 ? "" : "s")) → median at \(f(100 * s.median / peak, 0))% of peak")
     }
 }
