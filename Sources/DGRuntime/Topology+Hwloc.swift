@@ -20,7 +20,9 @@ public enum TopologyError: Error, CustomStringConvertible, Equatable {
 
 extension Topology {
     /// This machine, loaded once. If hwloc fails (very unusual), a flat topology of the online CPUs.
-    public static let current: Topology = (try? load()) ?? fallback(cpuCount: Int(sysconfOnlineCPUs()))
+    /// Shares the hwloc handle used for binding, so the machine is discovered once per process.
+    public static let current: Topology = HwlocTopology.live?.model(source: "live")
+        ?? fallback(cpuCount: Int(sysconfOnlineCPUs()))
 
     /// Loads the live machine (`xmlPath == nil`) or an hwloc XML export.
     /// Disallowed PUs stay in the tree but are absent from `allowedCPUs`.

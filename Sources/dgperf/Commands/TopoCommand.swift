@@ -25,7 +25,7 @@ struct TopoCommand: ParsableCommand {
         }
         if json {
             let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .withoutEscapingSlashes]
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
             let data = try encoder.encode(TopologyReport(topology))
             print(String(decoding: data, as: UTF8.self))
         } else {
