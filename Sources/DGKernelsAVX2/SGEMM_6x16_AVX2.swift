@@ -6,29 +6,36 @@ public let avx2TileRows = 6
 public let avx2TileCols = 16
 
 /// C[0..<6, 0..<16] (row stride `ldc`) = acc + beta·C (+ bias[j]) (then max(·,0) if relu).
-/// `beta == 0` never reads C, so C may hold NaN. Full tiles only; edges go through a scratch tile.
+/// `beta == 0` never reads C, so C may hold NaN. Rows ≥ `rows` are not stored (edge row panels);
+/// partial column tiles go through a scratch tile in the loop nest.
 @inline(never)
 public func sgemmMicroKernelAVX2_6x16(
     _ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
     _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ beta: Float,
-    _ bias: UnsafePointer<Float>?, _ relu: Bool
+    _ bias: UnsafePointer<Float>?, _ relu: Bool, _ rows: Int
 ) {
+    // One SIMD16 accumulator per row (two ymm after legalisation). Written per row so that each
+    // broadcast dies right after its two FMAs: with two separate SIMD8 columns LLVM grouped the FMAs by
+    // column, kept six broadcasts live and spilled accumulators (16 ymm registers only).
     typealias V = SIMD8<Float>
-    var c00 = V(), c01 = V(), c10 = V(), c11 = V(), c20 = V(), c21 = V()
-    var c30 = V(), c31 = V(), c40 = V(), c41 = V(), c50 = V(), c51 = V()
+    typealias W = SIMD16<Float>
+    var r0 = W(), r1 = W(), r2 = W(), r3 = W(), r4 = W(), r5 = W()
     var ap = a, bp = UnsafeRawPointer(b)
     var k = 0
     while k < kc {
-        let b0 = bp.loadUnaligned(as: V.self)
-        let b1 = bp.loadUnaligned(fromByteOffset: 32, as: V.self)
-        var s = V(repeating: ap[0]); c00 = c00.addingProduct(s, b0); c01 = c01.addingProduct(s, b1)
-        s = V(repeating: ap[1]); c10 = c10.addingProduct(s, b0); c11 = c11.addingProduct(s, b1)
-        s = V(repeating: ap[2]); c20 = c20.addingProduct(s, b0); c21 = c21.addingProduct(s, b1)
-        s = V(repeating: ap[3]); c30 = c30.addingProduct(s, b0); c31 = c31.addingProduct(s, b1)
-        s = V(repeating: ap[4]); c40 = c40.addingProduct(s, b0); c41 = c41.addingProduct(s, b1)
-        s = V(repeating: ap[5]); c50 = c50.addingProduct(s, b0); c51 = c51.addingProduct(s, b1)
+        let bw = bp.loadUnaligned(as: W.self)
+        r0 = r0.addingProduct(W(repeating: ap[0]), bw)
+        r1 = r1.addingProduct(W(repeating: ap[1]), bw)
+        r2 = r2.addingProduct(W(repeating: ap[2]), bw)
+        r3 = r3.addingProduct(W(repeating: ap[3]), bw)
+        r4 = r4.addingProduct(W(repeating: ap[4]), bw)
+        r5 = r5.addingProduct(W(repeating: ap[5]), bw)
         ap += 6; bp += 64; k += 1
     }
+    @inline(__always) func lo(_ w: W) -> V { w.lowHalf }
+    @inline(__always) func hi(_ w: W) -> V { w.highHalf }
+    let c00 = lo(r0), c01 = hi(r0), c10 = lo(r1), c11 = hi(r1), c20 = lo(r2), c21 = hi(r2)
+    let c30 = lo(r3), c31 = hi(r3), c40 = lo(r4), c41 = hi(r4), c50 = lo(r5), c51 = hi(r5)
     let bv = V(repeating: beta)
     let bias0 = bias.map { UnsafeRawPointer($0).loadUnaligned(as: V.self) } ?? V()
     let bias1 = bias.map { UnsafeRawPointer($0).loadUnaligned(fromByteOffset: 32, as: V.self) } ?? V()
@@ -44,8 +51,13 @@ public func sgemmMicroKernelAVX2_6x16(
         p.storeBytes(of: y0, as: V.self)
         p.storeBytes(of: y1, toByteOffset: 32, as: V.self)
     }
-    store(0, c00, c01); store(1, c10, c11); store(2, c20, c21)
-    store(3, c30, c31); store(4, c40, c41); store(5, c50, c51)
+    // Only the first `rows` rows are valid (edge row panels); the zero-padded rest is dropped.
+    store(0, c00, c01)
+    if rows > 1 { store(1, c10, c11) }
+    if rows > 2 { store(2, c20, c21) }
+    if rows > 3 { store(3, c30, c31) }
+    if rows > 4 { store(4, c40, c41) }
+    if rows > 5 { store(5, c50, c51) }
 }
 
 /// y[i] = dot(W[i, 0..<k], x) (+ beta·y[i]) (+ bias[i]) (relu) for i in 0..<n; W row-major with `ldw`.
@@ -120,4 +132,35 @@ public func fmaPeakLoopAVX2(_ iters: Int, _ seed: Float) -> Float {
     }
     let s = (x0 + x1 + x2 + x3 + x4 + x5 + x6 + x7) + (x8 + x9 + x10 + x11)
     return s.sum()
+}
+
+/// One row of C against one packed B panel (kc × 16, k-major): y[0..<16] = x·panel (+beta·y, bias, relu).
+/// The batch-1 kernel for pre-packed weights; four k-interleaved accumulators hide FMA latency.
+@inline(never)
+public func sgemvPanelAVX2_16(
+    _ kc: Int, _ x: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+    _ y: UnsafeMutablePointer<Float>, _ beta: Float, _ bias: UnsafePointer<Float>?, _ relu: Bool
+) {
+    typealias W = SIMD16<Float>
+    var a = W(), bb = W(), c = W(), d = W()
+    let bp = UnsafeRawPointer(b)
+    var k = 0
+    while k + 4 <= kc {
+        let o = k * 64
+        a = a.addingProduct(W(repeating: x[k]), bp.loadUnaligned(fromByteOffset: o, as: W.self))
+        bb = bb.addingProduct(W(repeating: x[k + 1]), bp.loadUnaligned(fromByteOffset: o + 64, as: W.self))
+        c = c.addingProduct(W(repeating: x[k + 2]), bp.loadUnaligned(fromByteOffset: o + 128, as: W.self))
+        d = d.addingProduct(W(repeating: x[k + 3]), bp.loadUnaligned(fromByteOffset: o + 192, as: W.self))
+        k += 4
+    }
+    while k < kc {
+        a = a.addingProduct(W(repeating: x[k]), bp.loadUnaligned(fromByteOffset: k * 64, as: W.self))
+        k += 1
+    }
+    var v = (a + bb) + (c + d)
+    if let bias { v += UnsafeRawPointer(bias).loadUnaligned(as: W.self) }
+    let yp = UnsafeMutableRawPointer(y)
+    if beta != 0 { v = v.addingProduct(W(repeating: beta), yp.loadUnaligned(as: W.self)) }
+    if relu { v = v.replacing(with: 0, where: v .< 0) }
+    yp.storeBytes(of: v, as: W.self)
 }

@@ -6,12 +6,13 @@ public let avx512TileRows = 6
 public let avx512TileCols = 32
 
 /// C[0..<6, 0..<32] (row stride `ldc`) = acc + beta·C (+ bias[j]) (then max(·,0) if relu).
-/// `beta == 0` never reads C, so C may hold NaN. Full tiles only; edges go through a scratch tile.
+/// `beta == 0` never reads C, so C may hold NaN. Rows ≥ `rows` are not stored (edge row panels);
+/// partial column tiles go through a scratch tile in the loop nest.
 @inline(never)
 public func sgemmMicroKernelAVX512_6x32(
     _ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
     _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ beta: Float,
-    _ bias: UnsafePointer<Float>?, _ relu: Bool
+    _ bias: UnsafePointer<Float>?, _ relu: Bool, _ rows: Int
 ) {
     typealias V = SIMD16<Float>
     var c00 = V(), c01 = V(), c10 = V(), c11 = V(), c20 = V(), c21 = V()
@@ -44,8 +45,13 @@ public func sgemmMicroKernelAVX512_6x32(
         p.storeBytes(of: y0, as: V.self)
         p.storeBytes(of: y1, toByteOffset: 64, as: V.self)
     }
-    store(0, c00, c01); store(1, c10, c11); store(2, c20, c21)
-    store(3, c30, c31); store(4, c40, c41); store(5, c50, c51)
+    // Only the first `rows` rows are valid (edge row panels); the zero-padded rest is dropped.
+    store(0, c00, c01)
+    if rows > 1 { store(1, c10, c11) }
+    if rows > 2 { store(2, c20, c21) }
+    if rows > 3 { store(3, c30, c31) }
+    if rows > 4 { store(4, c40, c41) }
+    if rows > 5 { store(5, c50, c51) }
 }
 
 /// y[i] = dot(W[i, 0..<k], x) (+ beta·y[i]) (+ bias[i]) (relu) for i in 0..<n; W row-major with `ldw`.
@@ -123,4 +129,52 @@ public func fmaPeakLoopAVX512(_ iters: Int, _ seed: Float) -> Float {
     }
     let s = (x0 + x1 + x2 + x3 + x4 + x5 + x6 + x7) + (x8 + x9 + x10 + x11 + x12 + x13 + x14 + x15)
     return s.sum()
+}
+
+/// One row of C against one packed B panel (kc × 32, k-major): y[0..<32] = x·panel (+beta·y, bias, relu).
+/// The batch-1 kernel for pre-packed weights; four k-interleaved accumulator pairs hide FMA latency.
+@inline(never)
+public func sgemvPanelAVX512_32(
+    _ kc: Int, _ x: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+    _ y: UnsafeMutablePointer<Float>, _ beta: Float, _ bias: UnsafePointer<Float>?, _ relu: Bool
+) {
+    typealias V = SIMD16<Float>
+    var a0 = V(), a1 = V(), b0 = V(), b1 = V(), c0 = V(), c1 = V(), d0 = V(), d1 = V()
+    let bp = UnsafeRawPointer(b)
+    var k = 0
+    while k + 4 <= kc {
+        let o = k * 128
+        var s = V(repeating: x[k])
+        a0 = a0.addingProduct(s, bp.loadUnaligned(fromByteOffset: o, as: V.self))
+        a1 = a1.addingProduct(s, bp.loadUnaligned(fromByteOffset: o + 64, as: V.self))
+        s = V(repeating: x[k + 1])
+        b0 = b0.addingProduct(s, bp.loadUnaligned(fromByteOffset: o + 128, as: V.self))
+        b1 = b1.addingProduct(s, bp.loadUnaligned(fromByteOffset: o + 192, as: V.self))
+        s = V(repeating: x[k + 2])
+        c0 = c0.addingProduct(s, bp.loadUnaligned(fromByteOffset: o + 256, as: V.self))
+        c1 = c1.addingProduct(s, bp.loadUnaligned(fromByteOffset: o + 320, as: V.self))
+        s = V(repeating: x[k + 3])
+        d0 = d0.addingProduct(s, bp.loadUnaligned(fromByteOffset: o + 384, as: V.self))
+        d1 = d1.addingProduct(s, bp.loadUnaligned(fromByteOffset: o + 448, as: V.self))
+        k += 4
+    }
+    while k < kc {
+        let s = V(repeating: x[k])
+        a0 = a0.addingProduct(s, bp.loadUnaligned(fromByteOffset: k * 128, as: V.self))
+        a1 = a1.addingProduct(s, bp.loadUnaligned(fromByteOffset: k * 128 + 64, as: V.self))
+        k += 1
+    }
+    var y0 = (a0 + b0) + (c0 + d0), y1 = (a1 + b1) + (c1 + d1)
+    if let bias {
+        y0 += UnsafeRawPointer(bias).loadUnaligned(as: V.self)
+        y1 += UnsafeRawPointer(bias).loadUnaligned(fromByteOffset: 64, as: V.self)
+    }
+    let yp = UnsafeMutableRawPointer(y)
+    if beta != 0 {
+        y0 = y0.addingProduct(V(repeating: beta), yp.loadUnaligned(as: V.self))
+        y1 = y1.addingProduct(V(repeating: beta), yp.loadUnaligned(fromByteOffset: 64, as: V.self))
+    }
+    if relu { y0 = y0.replacing(with: 0, where: y0 .< 0); y1 = y1.replacing(with: 0, where: y1 .< 0) }
+    yp.storeBytes(of: y0, as: V.self)
+    yp.storeBytes(of: y1, toByteOffset: 64, as: V.self)
 }

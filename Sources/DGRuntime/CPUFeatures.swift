@@ -18,6 +18,13 @@ public struct CPUFeatures: Sendable, Codable, Equatable {
     /// x86-64-v4 subset we compile for: AVX-512 F/VL/BW/DQ + OS support for zmm state.
     public var hasAVX512: Bool { avx512f && avx512vl && avx512bw && avx512dq }
 
+    public init(vendor: String, brand: String, family: Int, model: Int, avx2: Bool, fma: Bool,
+                avx512f: Bool, avx512vl: Bool, avx512bw: Bool, avx512dq: Bool) {
+        self.vendor = vendor; self.brand = brand; self.family = family; self.model = model
+        self.avx2 = avx2; self.fma = fma
+        self.avx512f = avx512f; self.avx512vl = avx512vl; self.avx512bw = avx512bw; self.avx512dq = avx512dq
+    }
+
     public static let current: CPUFeatures = detect()
 
     static func detect() -> CPUFeatures {

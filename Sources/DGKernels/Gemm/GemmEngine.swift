@@ -9,7 +9,7 @@ public final class GemmEngine: @unchecked Sendable {
     public let kernels: KernelSet
     public let executor: ParallelExecutor
     private var aBuffers: [AlignedBuffer]
-    private let bBuffer = AlignedBuffer()
+    private var bBuffers: [AlignedBuffer]
     private var tileBuffers: [AlignedBuffer]
 
     /// Below this many MACs a call runs on one worker: fork-join would cost more than it saves.
@@ -19,6 +19,7 @@ public final class GemmEngine: @unchecked Sendable {
         self.kernels = kernels
         self.executor = executor
         aBuffers = (0..<executor.workerCount).map { _ in AlignedBuffer() }
+        bBuffers = (0..<executor.workerCount).map { _ in AlignedBuffer() }
         tileBuffers = (0..<executor.workerCount).map { _ in AlignedBuffer(capacity: kernels.mr * kernels.nr * 2) }
     }
 
@@ -99,46 +100,58 @@ public final class GemmEngine: @unchecked Sendable {
 
     // MARK: - Blocked path (the five loops)
 
+    /// Splits C into one rectangle per worker and runs the serial loop nest on each, in one fork-join.
+    /// No barrier: every worker packs its own B and A panels. Splitting along N duplicates A packing,
+    /// along M duplicates B packing, so the split goes along the larger of the two (cost ∝ the other).
     private func blockedPath(m: Int, n: Int, k: Int, a: MatrixOperand, b: MatrixOperand, c: OutputOperand, epilogue: Epilogue) {
+        let mr = kernels.mr, nr = kernels.nr
+        var workers = (m * n * k >= parallelThresholdMACs) ? executor.workerCount : 1
+        let mTiles = (m + mr - 1) / mr, nTiles = (n + nr - 1) / nr
+        let splitN = nTiles * nr >= mTiles * mr
+        workers = min(workers, splitN ? nTiles : mTiles)
+        if workers <= 1 {
+            serialBlocked(rows: 0..<m, cols: 0..<n, k: k, a: a, b: b, c: c, epilogue: epilogue, slot: 0)
+            return
+        }
+        let tiles = splitN ? nTiles : mTiles, tile = splitN ? nr : mr, extent = splitN ? n : m
+        executor.run(tasks: workers) { t in
+            let lo = min(extent, tiles * t / workers * tile), hi = min(extent, tiles * (t + 1) / workers * tile)
+            guard lo < hi else { return }
+            if splitN {
+                self.serialBlocked(rows: 0..<m, cols: lo..<hi, k: k, a: a, b: b, c: c, epilogue: epilogue, slot: t)
+            } else {
+                self.serialBlocked(rows: lo..<hi, cols: 0..<n, k: k, a: a, b: b, c: c, epilogue: epilogue, slot: t)
+            }
+        }
+    }
+
+    /// The five BLIS loops for the sub-matrix C[rows, cols] on one worker slot.
+    private func serialBlocked(rows: Range<Int>, cols: Range<Int>, k: Int, a: MatrixOperand, b: MatrixOperand,
+                               c: OutputOperand, epilogue: Epilogue, slot: Int) {
         let bp = kernels.blocking
         let mr = bp.mr, nr = bp.nr
-        let workers = (m * n * k >= parallelThresholdMACs) ? executor.workerCount : 1
-        let kcMax = min(bp.kc, k), ncMax = min(bp.nc, n)
-        let bPacked = bBuffer.reserve(kcMax * ((ncMax + nr - 1) / nr) * nr)
-        for jc in stride(from: 0, to: n, by: bp.nc) {
+        let m = rows.upperBound, n = cols.upperBound
+        let kcStep = bp.balancedKC(for: k)
+        let kcMax = min(kcStep, k), ncMax = min(bp.nc, cols.count), mcMax = min(bp.mc, rows.count)
+        let bPacked = bBuffers[slot].reserve(kcMax * ((ncMax + nr - 1) / nr) * nr)
+        let aPacked = aBuffers[slot].reserve(kcMax * ((mcMax + mr - 1) / mr) * mr)
+        for jc in stride(from: cols.lowerBound, to: n, by: bp.nc) {
             let nc = min(bp.nc, n - jc)
             let nPanels = (nc + nr - 1) / nr
-            for pc in stride(from: 0, to: k, by: bp.kc) {
-                let kc = min(bp.kc, k - pc)
+            for pc in stride(from: 0, to: k, by: kcStep) {
+                let kc = min(kcStep, k - pc)
                 let first = pc == 0, last = pc + kc == k
-                // 1. Pack the B block, split by panels.
-                if workers > 1 && nPanels > 1 {
-                    executor.parallelFor(nPanels, grain: 1) { range, _ in
-                        Pack.packB(b, j0: jc, nc: nc, p0: pc, kc: kc, nr: nr, panelRange: range, into: bPacked)
-                    }
-                } else {
-                    Pack.packB(b, j0: jc, nc: nc, p0: pc, kc: kc, nr: nr, panelRange: 0..<nPanels, into: bPacked)
-                }
-                // 2. Macro-kernel: split MC blocks across workers when there are enough, else NR panels.
-                let icBlocks = (m + bp.mc - 1) / bp.mc
+                Pack.packB(b, j0: jc, nc: nc, p0: pc, kc: kc, nr: nr, panelRange: 0..<nPanels, into: bPacked)
                 let blockEpilogue = Epilogue(beta: first ? epilogue.beta : 1,
                                              bias: last ? epilogue.bias : nil, biasIndex: epilogue.biasIndex,
                                              relu: last && epilogue.relu)
-                let body: (Int, Range<Int>, Range<Int>) -> Void = { slot, icRange, panelRange in
-                    for ib in icRange {
-                        let ic = ib * bp.mc, mc = min(bp.mc, m - ic)
-                        let aPacked = self.aBuffers[slot].reserve(kc * ((mc + mr - 1) / mr) * mr)
-                        Pack.packA(a, i0: ic, mc: mc, p0: pc, kc: kc, mr: mr, into: aPacked)
-                        self.macroKernel(mc: mc, kc: kc, ic: ic, jc: jc, nc: nc, panelRange: panelRange,
-                                         aPacked: aPacked, bPacked: bPacked, c: c, epilogue: blockEpilogue, slot: slot)
-                    }
-                }
-                if workers == 1 {
-                    body(0, 0..<icBlocks, 0..<nPanels)
-                } else if icBlocks >= workers {
-                    executor.parallelFor(icBlocks, grain: 1) { range, slot in body(slot, range, 0..<nPanels) }
-                } else {
-                    executor.parallelFor(nPanels, grain: 1) { range, slot in body(slot, 0..<icBlocks, range) }
+                for ic in stride(from: rows.lowerBound, to: m, by: bp.mc) {
+                    let mc = min(bp.mc, m - ic)
+                    Pack.packA(a, i0: ic, mc: mc, p0: pc, kc: kc, mr: mr, into: aPacked)
+                    let panels = PanelSource(base: bPacked, panelStride: kc * nr, kOffset: 0, panelIndex: nil,
+                                             firstColumn: jc, nr: nr, columnLimit: jc + nc)
+                    macroKernel(mc: mc, kc: kc, ic: ic, panels: panels, panelRange: 0..<nPanels,
+                                aPacked: aPacked, c: c, epilogue: blockEpilogue, slot: slot)
                 }
             }
         }
@@ -146,21 +159,20 @@ public final class GemmEngine: @unchecked Sendable {
 
     /// Loops 4 and 5 (jr over NR panels, ir over MR panels) around the micro-kernel.
     @inline(__always)
-    private func macroKernel(mc: Int, kc: Int, ic: Int, jc: Int, nc: Int, panelRange: Range<Int>,
-                             aPacked: UnsafeMutablePointer<Float>, bPacked: UnsafeMutablePointer<Float>,
-                             c: OutputOperand, epilogue: Epilogue, slot: Int) {
+    private func macroKernel(mc: Int, kc: Int, ic: Int, panels: PanelSource, panelRange: Range<Int>,
+                             aPacked: UnsafeMutablePointer<Float>, c: OutputOperand, epilogue: Epilogue, slot: Int) {
         let mr = kernels.mr, nr = kernels.nr
         let micro = kernels.gemm
         let tile = tileBuffers[slot].reserve(mr * nr + nr)
         let biasTile = tile + mr * nr
         for jp in panelRange {
-            let jr = jp * nr, cols = min(nr, nc - jr)
-            let bPanel = bPacked + jp * kc * nr
+            let (bPanel, col0) = panels.panel(jp)
+            let cols = min(nr, panels.columnLimit - col0)
             // Bias for this panel: contiguous slice, or gathered into scratch when indexed.
             var bias: UnsafePointer<Float>? = nil
             if let b = epilogue.bias {
-                if epilogue.biasIndex == nil && cols == nr { bias = b + jc + jr } else {
-                    for j in 0..<nr { biasTile[j] = j < cols ? epilogue.biasValue(jc + jr + j) : 0 }
+                if epilogue.biasIndex == nil && cols == nr { bias = b + col0 } else {
+                    for j in 0..<nr { biasTile[j] = j < cols ? epilogue.biasValue(col0 + j) : 0 }
                     bias = UnsafePointer(biasTile)
                 }
             }
@@ -168,15 +180,15 @@ public final class GemmEngine: @unchecked Sendable {
             while ir < mc {
                 let rows = min(mr, mc - ir)
                 let aPanel = aPacked + ir * kc
-                if rows == mr && cols == nr && c.isContiguous {
-                    micro(kc, aPanel, bPanel, c.base + (ic + ir) * c.rowStride + jc + jr, c.rowStride,
-                          epilogue.beta, bias, epilogue.relu)
+                if cols == nr && c.isContiguous {
+                    micro(kc, aPanel, bPanel, c.base + (ic + ir) * c.rowStride + col0, c.rowStride,
+                          epilogue.beta, bias, epilogue.relu, rows)
                 } else {
-                    // Edge or scattered tile: compute into scratch, then merge the valid part.
-                    micro(kc, aPanel, bPanel, tile, nr, 0, nil, false)
+                    // Column edge or scattered tile: compute into scratch, then merge the valid part.
+                    micro(kc, aPanel, bPanel, tile, nr, 0, nil, false, mr)
                     for i in 0..<rows {
                         for j in 0..<cols {
-                            storeScalar(c, ic + ir + i, jc + jr + j, tile[i * nr + j], epilogue)
+                            storeScalar(c, ic + ir + i, col0 + j, tile[i * nr + j], epilogue)
                         }
                     }
                 }
@@ -193,5 +205,131 @@ public final class GemmEngine: @unchecked Sendable {
         if e.beta != 0 { v += e.beta * p.pointee }
         if e.relu && v < 0 { v = 0 }
         p.pointee = v
+    }
+
+    // MARK: - Pre-packed weights
+
+    /// Packs the layer weights W (n×k row-major, the `x·Wᵀ` form) once into NR-column panels for
+    /// `gemm(m:a:packed:panels:c:epilogue:)`. Inference reuses it for every call.
+    public func packWeights(_ w: UnsafePointer<Float>, n: Int, k: Int, ldw: Int) -> PackedWeights {
+        let packed = PackedWeights(n: n, k: k, nr: kernels.nr)
+        let b = MatrixOperand.rowMajor(w, ld: ldw, transposed: true)
+        Pack.packB(b, j0: 0, nc: n, p0: 0, kc: k, nr: kernels.nr, panelRange: 0..<packed.panelCount, into: packed.storage.pointer)
+        return packed
+    }
+
+    /// C = A·Wᵀ on pre-packed weights, optionally only for the selected NR-unit panels (`panels`,
+    /// physical panel ids): a block mask whose blocks are whole panels skips packing entirely.
+    /// C's columns are W's physical rows (units); `c.colIndex` may remap them (indexed by unit), and
+    /// `epilogue.bias` is indexed by unit. Preconditions: m, k ≥ 1; A is m×k; panel ids < panelCount.
+    @discardableResult
+    public func gemm(m: Int, a: MatrixOperand, packed: PackedWeights, panels: UnsafeBufferPointer<Int32>? = nil,
+                     c: OutputOperand, epilogue: Epilogue = .none) -> KernelCost {
+        precondition(packed.nr == kernels.nr, "weights were packed for another kernel set")
+        let k = packed.k, nr = kernels.nr, mr = kernels.mr
+        let selected = panels?.count ?? packed.panelCount
+        var columns = 0
+        for s in 0..<selected {
+            let p = panels.map { Int($0[s]) } ?? s
+            columns += min(nr, packed.n - p * nr)
+        }
+        let cost = KernelCost(macs: m * columns * k, bytesRead: 4 * (m * k + k * columns), bytesWritten: 4 * m * columns)
+        guard m > 0, selected > 0 else { return .zero }
+        let bp = kernels.blocking
+        let mTiles = (m + mr - 1) / mr
+        var workers = (m * columns * k >= parallelThresholdMACs) ? executor.workerCount : 1
+        let splitN = selected * nr >= mTiles * mr
+        workers = min(workers, splitN ? selected : mTiles)
+        let panelIndex = panels?.baseAddress
+        let body: (Range<Int>, Range<Int>, Int) -> Void = { rows, panelRange, slot in
+            let kcStep = bp.balancedKC(for: k)
+            let mcMax = min(bp.mc, rows.count), kcMax = min(kcStep, k)
+            let aPacked = self.aBuffers[slot].reserve(kcMax * ((mcMax + mr - 1) / mr) * mr)
+            for pc in stride(from: 0, to: k, by: kcStep) {
+                let kc = min(kcStep, k - pc)
+                let blockEpilogue = Epilogue(beta: pc == 0 ? epilogue.beta : 1,
+                                             bias: pc + kc == k ? epilogue.bias : nil, biasIndex: epilogue.biasIndex,
+                                             relu: pc + kc == k && epilogue.relu)
+                let source = PanelSource(base: packed.storage.pointer, panelStride: k * nr, kOffset: pc * nr,
+                                         panelIndex: panelIndex, firstColumn: 0, nr: nr, columnLimit: packed.n)
+                for ic in stride(from: rows.lowerBound, to: rows.upperBound, by: bp.mc) {
+                    let mc = min(bp.mc, rows.upperBound - ic)
+                    Pack.packA(a, i0: ic, mc: mc, p0: pc, kc: kc, mr: mr, into: aPacked)
+                    self.macroKernel(mc: mc, kc: kc, ic: ic, panels: source, panelRange: panelRange,
+                                     aPacked: aPacked, c: c, epilogue: blockEpilogue, slot: slot)
+                }
+            }
+        }
+        if m == 1 {
+            // Batch 1: stream each selected panel once through the one-row kernel (memory bound).
+            let x = a.base + a.physicalRow(0) * a.rowStride
+            precondition(a.colStride == 1 && a.colIndex == nil, "batch-1 pre-packed path needs a contiguous row")
+            let rowBody: (Range<Int>, Int) -> Void = { range, slot in
+                let tile = self.tileBuffers[slot].reserve(2 * nr)
+                for s in range {
+                    let p = panelIndex.map { Int($0[s]) } ?? s
+                    let col0 = p * nr, cols = min(nr, packed.n - col0)
+                    let panel = UnsafePointer(packed.storage.pointer) + p * k * nr
+                    if cols == nr && c.isContiguous && epilogue.biasIndex == nil {
+                        self.kernels.panelGemv(k, x, panel, c.address(0, col0), epilogue.beta,
+                                               epilogue.bias.map { $0 + col0 }, epilogue.relu)
+                    } else {
+                        self.kernels.panelGemv(k, x, panel, tile, 0, nil, false)
+                        for j in 0..<cols { self.storeScalar(c, 0, col0 + j, tile[j], epilogue) }
+                    }
+                }
+            }
+            if workers <= 1 { rowBody(0..<selected, 0) } else { executor.parallelFor(selected, grain: 2, rowBody) }
+            return cost
+        }
+        if workers <= 1 {
+            body(0..<m, 0..<selected, 0)
+        } else if splitN {
+            executor.parallelFor(selected, grain: 1) { range, slot in body(0..<m, range, slot) }
+        } else {
+            executor.run(tasks: workers) { t in
+                let lo = min(m, mTiles * t / workers * mr), hi = min(m, mTiles * (t + 1) / workers * mr)
+                if lo < hi { body(lo..<hi, 0..<selected, t) }
+            }
+        }
+        return cost
+    }
+}
+
+/// Where the macro-kernel finds B panel `jp`: freshly packed (contiguous kc×NR panels) or pre-packed
+/// (whole-K panels, optionally selected through a panel index map), and which C column it starts at.
+struct PanelSource {
+    let base: UnsafePointer<Float>
+    let panelStride: Int
+    let kOffset: Int
+    let panelIndex: UnsafePointer<Int32>?
+    let firstColumn: Int
+    let nr: Int
+    /// One past the last valid column (edge panels are zero-padded beyond it).
+    let columnLimit: Int
+
+    init(base: UnsafeMutablePointer<Float>, panelStride: Int, kOffset: Int, panelIndex: UnsafePointer<Int32>?,
+         firstColumn: Int, nr: Int, columnLimit: Int) {
+        self.base = UnsafePointer(base); self.panelStride = panelStride; self.kOffset = kOffset
+        self.panelIndex = panelIndex; self.firstColumn = firstColumn; self.nr = nr; self.columnLimit = columnLimit
+    }
+
+    @inline(__always) func panel(_ jp: Int) -> (UnsafePointer<Float>, Int) {
+        let p = panelIndex.map { Int($0[jp]) } ?? jp
+        return (base + p * panelStride + kOffset, firstColumn + p * nr)
+    }
+}
+
+/// Layer weights packed once into NR-unit panels, each the whole K deep (k-major, zero-padded).
+public final class PackedWeights: @unchecked Sendable {
+    public let n: Int
+    public let k: Int
+    public let nr: Int
+    public var panelCount: Int { (n + nr - 1) / nr }
+    let storage: AlignedBuffer
+
+    init(n: Int, k: Int, nr: Int) {
+        self.n = n; self.k = k; self.nr = nr
+        storage = AlignedBuffer(capacity: ((n + nr - 1) / nr) * nr * k)
     }
 }

@@ -25,15 +25,19 @@ public enum KernelSelectionError: Error, CustomStringConvertible, Equatable {
     }
 }
 
-/// C tile = A panel · B panel (+ beta·C, bias, relu); see `sgemmMicroKernelAVX512_6x32`.
+/// C tile = A panel · B panel (+ beta·C, bias, relu), first `rows` rows; see `sgemmMicroKernelAVX512_6x32`.
 public typealias MicroKernelFn = @Sendable (
     Int, UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int, Float,
-    UnsafePointer<Float>?, Bool
+    UnsafePointer<Float>?, Bool, Int
 ) -> Void
 /// y = W·x row-wise dot products; see `sgemvRowsAVX512`.
 public typealias GemvFn = @Sendable (
     Int, Int, UnsafePointer<Float>, Int, UnsafePointer<Float>, UnsafeMutablePointer<Float>, Float,
     UnsafePointer<Float>?, Bool
+) -> Void
+/// One C row against one packed B panel; see `sgemvPanelAVX512_32`.
+public typealias PanelGemvFn = @Sendable (
+    Int, UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>, Float, UnsafePointer<Float>?, Bool
 ) -> Void
 public typealias PeakLoopFn = @Sendable (Int, Float) -> Float
 
@@ -46,6 +50,7 @@ public struct KernelSet: Sendable {
     public let nr: Int
     public let gemm: MicroKernelFn
     public let gemv: GemvFn
+    public let panelGemv: PanelGemvFn
     public let peakLoop: PeakLoopFn
     /// FLOPs of one `peakLoop` iteration.
     public let peakFlopsPerIteration: Double
@@ -53,13 +58,13 @@ public struct KernelSet: Sendable {
 
     public static let avx512 = KernelSet(
         isa: .avx512, name: "avx512-\(avx512TileRows)x\(avx512TileCols)", mr: avx512TileRows, nr: avx512TileCols,
-        gemm: sgemmMicroKernelAVX512_6x32, gemv: sgemvRowsAVX512, peakLoop: fmaPeakLoopAVX512,
+        gemm: sgemmMicroKernelAVX512_6x32, gemv: sgemvRowsAVX512, panelGemv: sgemvPanelAVX512_32, peakLoop: fmaPeakLoopAVX512,
         peakFlopsPerIteration: 16 * 16 * 2,
         blocking: BlockingParameters.from(cacheSizes: CacheSizes.current, mr: avx512TileRows, nr: avx512TileCols))
 
     public static let avx2 = KernelSet(
         isa: .avx2, name: "avx2-\(avx2TileRows)x\(avx2TileCols)", mr: avx2TileRows, nr: avx2TileCols,
-        gemm: sgemmMicroKernelAVX2_6x16, gemv: sgemvRowsAVX2, peakLoop: fmaPeakLoopAVX2,
+        gemm: sgemmMicroKernelAVX2_6x16, gemv: sgemvRowsAVX2, panelGemv: sgemvPanelAVX2_16, peakLoop: fmaPeakLoopAVX2,
         peakFlopsPerIteration: 12 * 8 * 2,
         blocking: BlockingParameters.from(cacheSizes: CacheSizes.current, mr: avx2TileRows, nr: avx2TileCols))
 
@@ -90,7 +95,7 @@ public struct KernelSet: Sendable {
     /// Same kernels with other blocking parameters (for tuning and tests of the loop nest's edges).
     public func with(blocking: BlockingParameters) -> KernelSet {
         precondition(blocking.mr == mr && blocking.nr == nr, "blocking must keep the tile shape")
-        return KernelSet(isa: isa, name: name, mr: mr, nr: nr, gemm: gemm, gemv: gemv, peakLoop: peakLoop,
+        return KernelSet(isa: isa, name: name, mr: mr, nr: nr, gemm: gemm, gemv: gemv, panelGemv: panelGemv, peakLoop: peakLoop,
                          peakFlopsPerIteration: peakFlopsPerIteration, blocking: blocking)
     }
 }

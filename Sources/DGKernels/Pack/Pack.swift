@@ -60,17 +60,46 @@ enum Pack {
                     if cols < nr { for j in cols..<nr { o[j] = 0 } }
                 }
             } else if b.rowStride == 1 && b.rowIndex == nil {
-                // Transposed B (B = Wᵀ, W row-major): each column is a contiguous weight row.
-                // Read along k, write with stride NR; the panel (kc·NR·4 bytes) stays in L1.
-                for j in 0..<nr {
+                // Transposed B (B = Wᵀ, W row-major): each column is a contiguous weight row. Transpose
+                // 4×4 blocks in SIMD registers (4 loads, shuffles, 4 stores per 16 floats); the panel
+                // (kc·NR·4 bytes) stays in L1. Scalar code for the ragged edges.
+                let k4 = kc & ~3
+                var j = 0
+                while j + 4 <= cols {
+                    let s0 = b.base + b.physicalCol(jBase + j) * b.colStride + p0
+                    let s1 = b.base + b.physicalCol(jBase + j + 1) * b.colStride + p0
+                    let s2 = b.base + b.physicalCol(jBase + j + 2) * b.colStride + p0
+                    let s3 = b.base + b.physicalCol(jBase + j + 3) * b.colStride + p0
+                    var k = 0
+                    while k < k4 {
+                        let r0 = UnsafeRawPointer(s0 + k).loadUnaligned(as: SIMD4<Float>.self)
+                        let r1 = UnsafeRawPointer(s1 + k).loadUnaligned(as: SIMD4<Float>.self)
+                        let r2 = UnsafeRawPointer(s2 + k).loadUnaligned(as: SIMD4<Float>.self)
+                        let r3 = UnsafeRawPointer(s3 + k).loadUnaligned(as: SIMD4<Float>.self)
+                        let o = UnsafeMutableRawPointer(out + k * nr + j)
+                        let stride = nr * 4
+                        o.storeBytes(of: SIMD4(r0[0], r1[0], r2[0], r3[0]), as: SIMD4<Float>.self)
+                        o.storeBytes(of: SIMD4(r0[1], r1[1], r2[1], r3[1]), toByteOffset: stride, as: SIMD4<Float>.self)
+                        o.storeBytes(of: SIMD4(r0[2], r1[2], r2[2], r3[2]), toByteOffset: 2 * stride, as: SIMD4<Float>.self)
+                        o.storeBytes(of: SIMD4(r0[3], r1[3], r2[3], r3[3]), toByteOffset: 3 * stride, as: SIMD4<Float>.self)
+                        k += 4
+                    }
+                    while k < kc {
+                        let o = out + k * nr + j
+                        o[0] = s0[k]; o[1] = s1[k]; o[2] = s2[k]; o[3] = s3[k]
+                        k += 1
+                    }
+                    j += 4
+                }
+                while j < nr {
+                    var o = out + j
                     if j < cols {
                         let src = b.base + b.physicalCol(jBase + j) * b.colStride + p0
-                        var o = out + j
                         for k in 0..<kc { o.pointee = src[k]; o += nr }
                     } else {
-                        var o = out + j
                         for _ in 0..<kc { o.pointee = 0; o += nr }
                     }
+                    j += 1
                 }
             } else {
                 for k in 0..<kc {

@@ -167,7 +167,9 @@ enum PoolReport {
         var line = "pool: \(placement) · migrations \(s.migrations)"
         if s.offTargetJobs > 0 { line += " · \(s.offTargetJobs) jobs off their PU" }
         line += " · ctx switches \(s.voluntaryContextSwitches) vol / \(s.involuntaryContextSwitches) invol (\(s.counterSource))"
-        line += " · utilization \(f(100 * s.utilization, 0))% · imbalance \(f(s.imbalance, 2))"
+        line += s.regions == 0
+            ? " · no parallel regions (the caller ran everything)"
+            : " · utilization \(f(100 * s.utilization, 0))% · imbalance \(f(s.imbalance, 2))"
         if s.workersMoved { line += " · WARNING: workers moved" }
         return line
     }

@@ -1,0 +1,82 @@
+import DGKernels
+import DGRuntime
+import XCTest
+
+/// Pre-packed weights: all panels, selected panels (block masks aligned to NR), scattered and compact
+/// outputs, against the float64 reference; untouched columns must stay untouched.
+final class PackedWeightsTests: XCTestCase {
+    func testPrepackedMatchesReferenceForSelectedPanels() throws {
+        var rng = SplitMix64(seed: 99)
+        for ks in KernelSet.available() {
+            for threads in [1, 2] {
+                let engine = GemmEngine(kernels: ks, executor: ConcurrentPerformExecutor(workers: threads))
+                engine.parallelThresholdMACs = 0
+                for (m, n, k) in [(1, 70, 33), (7, ks.nr * 3, 17), (37, ks.nr * 4 + 5, 300), (64, 257, 784), (3, 1, 1)] {
+                    let x = (0..<(m * k)).map { _ in rng.nextFloat() - 0.5 }
+                    let w = (0..<(n * k)).map { _ in rng.nextFloat() - 0.5 }
+                    let bias = (0..<n).map { _ in rng.nextFloat() - 0.5 }
+                    let panelCount = (n + ks.nr - 1) / ks.nr
+                    let selections: [[Int32]?] = [nil, [], [0], (0..<panelCount).filter { $0 % 2 == 1 }.map(Int32.init),
+                                                  [Int32(panelCount - 1)]]
+                    for sel in selections {
+                        var got = [Float](repeating: -9, count: m * n)
+                        let packed = w.withUnsafeBufferPointer { engine.packWeights($0.baseAddress!, n: n, k: k, ldw: k) }
+                        let cost = x.withUnsafeBufferPointer { xp in bias.withUnsafeBufferPointer { bp in
+                            got.withUnsafeMutableBufferPointer { cp in
+                                let out = OutputOperand(base: cp.baseAddress!, rowStride: n)
+                                func run(_ panels: UnsafeBufferPointer<Int32>?) -> KernelCost {
+                                    engine.gemm(m: m, a: .rowMajor(xp.baseAddress!, ld: k), packed: packed, panels: panels,
+                                                c: out, epilogue: Epilogue(bias: bp.baseAddress!, relu: true))
+                                }
+                                if let sel { return sel.withUnsafeBufferPointer { run($0) } } else { return run(nil) }
+                            } } }
+                        let active = Set((sel ?? (0..<panelCount).map(Int32.init)).flatMap { p in
+                            (Int(p) * ks.nr)..<min(n, Int(p + 1) * ks.nr) })
+                        XCTAssertEqual(cost.macs, m * active.count * k)
+                        let ref = Reference.sgemm(transB: true, m: m, n: n, k: k, a: x, lda: k, b: w, ldb: k)
+                        for i in 0..<m {
+                            for j in 0..<n {
+                                let v = got[i * n + j]
+                                if active.contains(j) {
+                                    let want = max(ref[i * n + j] + Double(bias[j]), 0)
+                                    XCTAssertEqual(Double(v), want, accuracy: 1e-4 * (1 + abs(want)) * 4,
+                                                   "\(ks.name) t\(threads) m\(m) n\(n) k\(k) sel \(String(describing: sel)) [\(i),\(j)]")
+                                } else {
+                                    XCTAssertEqual(v, -9, "unselected column \(j) was written")
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    func testCompactOutputThroughColumnMap() {
+        var rng = SplitMix64(seed: 3)
+        let ks = KernelSet.available()[0]
+        let engine = GemmEngine(kernels: ks)
+        let m = 5, n = ks.nr * 3, k = 40
+        let x = (0..<(m * k)).map { _ in rng.nextFloat() - 0.5 }
+        let w = (0..<(n * k)).map { _ in rng.nextFloat() - 0.5 }
+        let panels: [Int32] = [2, 0]
+        // unit → compact column: panel 2's units first, then panel 0's.
+        var map = [Int32](repeating: -1, count: n)
+        for (s, p) in panels.enumerated() { for j in 0..<ks.nr { map[Int(p) * ks.nr + j] = Int32(s * ks.nr + j) } }
+        var got = [Float](repeating: 0, count: m * 2 * ks.nr)
+        let packed = w.withUnsafeBufferPointer { engine.packWeights($0.baseAddress!, n: n, k: k, ldw: k) }
+        x.withUnsafeBufferPointer { xp in map.withUnsafeBufferPointer { mp in panels.withUnsafeBufferPointer { pp in
+            got.withUnsafeMutableBufferPointer { cp in
+                _ = engine.gemm(m: m, a: .rowMajor(xp.baseAddress!, ld: k), packed: packed, panels: pp,
+                                c: OutputOperand(base: cp.baseAddress!, rowStride: 2 * ks.nr, colIndex: mp.baseAddress!))
+            } } } }
+        let ref = Reference.sgemm(transB: true, m: m, n: n, k: k, a: x, lda: k, b: w, ldb: k)
+        for i in 0..<m {
+            for (s, p) in panels.enumerated() {
+                for j in 0..<ks.nr {
+                    XCTAssertEqual(Double(got[i * 2 * ks.nr + s * ks.nr + j]), ref[i * n + Int(p) * ks.nr + j], accuracy: 1e-4)
+                }
+            }
+        }
+    }
+}
