@@ -67,7 +67,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "DGRuntimeTests", dependencies: ["DGRuntime"]),
+        .testTarget(name: "DGRuntimeTests", dependencies: ["DGRuntime"], exclude: ["Fixtures"]),
         .testTarget(name: "DGKernelsTests", dependencies: ["DGKernels", "DGRuntime"]),
         .testTarget(name: "DGStatsTests", dependencies: ["DGStats"]),
         .testTarget(name: "DGModelsTests", dependencies: ["DGModels", "DGKernels", "DGRuntime"]),

@@ -9,8 +9,11 @@ struct DGPerf: ParsableCommand {
         abstract: "Measures whether conditional computation in MLPs pays off on CPUs.",
         discussion: SweepRun.examples,
         version: DGPerfVersion.string,
-        subcommands: [GemmCommand.self, TrainCommand.self, EvalCommand.self, SweepCommand.self, TableCommand.self, PlotCommand.self, CompareCommand.self,
-                      BaselineCommand.self, MergeCommand.self],
+        subcommands: [
+            SweepCommand.self, TableCommand.self, PlotCommand.self, CompareCommand.self, BaselineCommand.self,
+            MergeCommand.self, TrainCommand.self, EvalCommand.self, GemmCommand.self, TopoCommand.self,
+            PoolBenchCommand.self,
+        ],
         // `dgperf --sweep …` has no subcommand name, so it lands here (SweepCommand checks for --sweep).
         // Declaring the sweep flags on the root instead would make them shadow subcommands' own
         // --output/--cells-from/--threads options.
