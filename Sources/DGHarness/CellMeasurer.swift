@@ -128,9 +128,12 @@ public final class KernelCellMeasurer: CellMeasuring {
                 stop = policy.stopReason(samples: samples, timedSeconds: timed)
             }
             let timing = CellTiming(samples: samples, innerCalls: inner, warmupCalls: warmup, stopReason: stop!)
+            let runtime = ExecutorFactory.statistics(executor)
+            if runtime?.workersMoved == true {
+                notes["flag"] = "workers moved off their cores during the timed region (see runtime)"
+            }
             return .measured(timing: timing, cost: cost, denseCost: model.denseCost(batch: batch),
-                             activeFraction: active / Double(variants), notes: notes,
-                             runtime: ExecutorFactory.statistics(executor))
+                             activeFraction: active / Double(variants), notes: notes, runtime: runtime)
         } catch let e as ModelError {
             if case .notImplemented = e { return .skipped("\(e)") }
             return .failed("\(e)")

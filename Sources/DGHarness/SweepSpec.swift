@@ -52,17 +52,17 @@ public enum SweepPreset: String, CaseIterable, Sendable {
         let all = ModelKind.allCases
         switch self {
         case .quick:
-            return SweepSpec(preset: rawValue, models: all, hidden: [[512, 512]], batches: [1, 32, 256],
+            return SweepSpec(preset: rawValue, models: all, hidden: [[512]], batches: [1, 32, 256],
                              activeFractions: [0.5, 0.25, 0.1], granularities: [1, 16], maskKinds: [.perSample],
                              threads: [1],
                              repetition: RepetitionPolicy(minReps: 10, maxReps: 400, budgetSeconds: 0.25, targetRelativeCI: 0.03))
         case .default:
-            return SweepSpec(preset: rawValue, models: all, hidden: [[512, 512], [2048, 2048]], batches: [1, 32, 256],
+            return SweepSpec(preset: rawValue, models: all, hidden: [[512], [2048]], batches: [1, 32, 256],
                              activeFractions: [0.5, 0.25, 0.1, 0.05], granularities: [1, 32], maskKinds: [.perSample, .shared],
                              threads: [1, 2],
                              repetition: RepetitionPolicy(minReps: 10, maxReps: 500, budgetSeconds: 0.4, targetRelativeCI: 0.02))
         case .full:
-            return SweepSpec(preset: rawValue, models: all, hidden: [[256, 256], [512, 512], [1024, 1024], [2048, 2048], [4096, 4096]],
+            return SweepSpec(preset: rawValue, models: all, hidden: [[256], [512], [1024], [2048], [4096]],
                              batches: [1, 8, 32, 128, 512], activeFractions: [1, 0.75, 0.5, 0.25, 0.1, 0.05, 0.02],
                              granularities: [1, 4, 16, 64], maskKinds: [.perSample, .shared], threads: [1, 2, 4],
                              repetition: RepetitionPolicy(minReps: 30, maxReps: 2000, budgetSeconds: 2, targetRelativeCI: 0.005))
