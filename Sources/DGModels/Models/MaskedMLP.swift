@@ -125,73 +125,69 @@ public final class MaskedMLP: InferenceModel {
     /// Gate logits into `z` (batch × gates); returns the predictor's work (overhead).
     private func predictGates(layer l: Int, input: UnsafePointer<Float>, batch: Int, into z: UnsafeMutablePointer<Float>) throws -> KernelCost {
         let D = spec.dims[l], G = network.gates(layer: l)
-        let engine = layerExecutor.engine
         switch network.gatePredictor {
         case .staticLogits:
             let s = network.param("gate.\(l).logits").value
             for i in 0..<batch { (z + i * G).update(from: s, count: G) }
             return .zero
         case .full:
-            return try engine.sgemm(transB: true, m: batch, n: G, k: D, a: input, lda: D, b: network.param("gate.\(l).weight").value,
-                                    ldb: D, c: z, ldc: G, epilogue: Epilogue(bias: network.param("gate.\(l).bias").value))
+            return layerExecutor.linearDense(x: input, batch: batch, inDim: D, weight: network.param("gate.\(l).weight").value,
+                                             bias: network.param("gate.\(l).bias").value, outDim: G, relu: false, out: z)
         case .lowRank(let r):
             let t = gateRank.reserve(batch * max(r, G))
-            let c1 = try engine.sgemm(transB: true, m: batch, n: r, k: D, a: input, lda: D,
-                                      b: network.param("gate.\(l).down").value, ldb: D, c: t, ldc: r)
-            let c2 = try engine.sgemm(transB: true, m: batch, n: G, k: r, a: t, lda: r, b: network.param("gate.\(l).up").value,
-                                      ldb: r, c: z, ldc: G, epilogue: Epilogue(bias: network.param("gate.\(l).bias").value))
+            let c1 = layerExecutor.linearDense(x: input, batch: batch, inDim: D, weight: network.param("gate.\(l).down").value,
+                                               bias: nil, outDim: r, relu: false, out: t)
+            let c2 = layerExecutor.linearDense(x: t, batch: batch, inDim: r, weight: network.param("gate.\(l).up").value,
+                                               bias: network.param("gate.\(l).bias").value, outDim: G, relu: false, out: z)
             return c1 + c2
         }
     }
 }
 
-/// Switch-MoE inference: router (overhead), top-k with capacity, per-expert GEMMs on gathered rows
-/// (index maps), weighted combine. Tokens dropped at every choice get no expert output (counted in notes).
+/// Switch-MoE inference on `MoEEngine`: router (overhead), top-k with capacity (rank-major, token order — the
+/// same plan as training's `RoutingPlan`), per-expert GEMM pairs on gathered rows with pre-packed expert weights,
+/// weighted combine. Tokens dropped at every choice get no expert output (counted in notes).
 public final class SwitchMoEMLP: InferenceModel {
     public let spec: ModelSpec
     let network: Network
     let engine: GemmEngine
-    private let probs = AlignedBuffer(), hid = AlignedBuffer(), y = AlignedBuffer()
+    private let moe: MoEEngine
+    private let weights: MoEWeights
+    private let packed: MoEPackedWeights
+    private let config: MoEConfig
 
-    public init(network: Network, engine: GemmEngine) {
+    public init(network: Network, engine: GemmEngine) throws {
         self.network = network; spec = network.spec; self.engine = engine
+        let D = spec.inputFeatures, C = spec.classes, E = spec.experts, He = spec.unitsPerExpert
+        func stacked(_ name: (Int) -> String) -> [Float] { (0..<E).flatMap { network.param(name($0)).values } }
+        do {
+            weights = try MoEWeights(inFeatures: D, hidden: He, outFeatures: C, experts: E,
+                                     router: network.param("router.weight").values, routerBias: network.param("router.bias").values,
+                                     w1: stacked { "expert.\($0).w1" }, b1: stacked { "expert.\($0).b1" },
+                                     w2: stacked { "expert.\($0).w2" }, b2: stacked { "expert.\($0).b2" })
+            config = MoEConfig(experts: E, topK: spec.topK, capacityFactor: spec.capacityFactor, normalizeTopK: true)
+            try config.validate()
+        } catch {
+            throw ModelError.invalidArgument("MoE model: \(error)")
+        }
+        moe = MoEEngine(gemm: engine)
+        packed = moe.pack(weights)
     }
 
     public func denseCost(batch: Int) -> KernelCost { ModelCost.dense(spec: spec, batch: batch) }
 
     public func forward(input: UnsafePointer<Float>, batch: Int, output: UnsafeMutablePointer<Float>) throws -> ForwardReport {
         guard batch >= 1 else { throw ModelError.invalidArgument("batch must be ≥ 1 (got \(batch))") }
-        let D = spec.inputFeatures, C = spec.classes, E = spec.experts, He = spec.unitsPerExpert
-        let p = probs.reserve(batch * E)
-        let routerCost = try engine.sgemm(transB: true, m: batch, n: E, k: D, a: input, lda: D,
-                                          b: network.param("router.weight").value, ldb: D, c: p, ldc: E,
-                                          epilogue: Epilogue(bias: network.param("router.bias").value))
-        softmaxRows(p, rows: batch, cols: E)
-        let plan = RoutingPlan(probs: p, batch: batch, experts: E, topK: spec.topK, capacityFactor: spec.capacityFactor)
-        output.update(repeating: 0, count: batch * C)
-        let h = hid.reserve(plan.capacity * He), ye = y.reserve(plan.capacity * C)
-        var useful = KernelCost.zero
-        for e in 0..<E {
-            let n = plan.tokens[e].count
-            guard n > 0 else { continue }
-            useful = useful + plan.tokens[e].withUnsafeBufferPointer { rows in
-                engine.gemm(m: n, n: He, k: D, a: MatrixOperand(base: input, rowStride: D, colStride: 1, rowIndex: rows.baseAddress),
-                            b: .rowMajor(network.param("expert.\(e).w1").value, ld: D, transposed: true),
-                            c: OutputOperand(base: h, rowStride: He),
-                            epilogue: Epilogue(bias: network.param("expert.\(e).b1").value, relu: true))
-            }
-            useful = useful + (try engine.sgemm(transB: true, m: n, n: C, k: He, a: h, lda: He,
-                                                b: network.param("expert.\(e).w2").value, ldb: He, c: ye, ldc: C,
-                                                epilogue: Epilogue(bias: network.param("expert.\(e).b2").value)))
-            for r in 0..<n {
-                let t = Int(plan.tokens[e][r]), g = plan.weights[e][r]
-                for j in 0..<C { output[t * C + j] += g * ye[r * C + j] }
-            }
+        let r: MoEReport
+        do {
+            r = try moe.forward(input: input, tokens: batch, weights: weights, config: config, packed: packed, output: output)
+        } catch {
+            throw ModelError.invalidArgument("MoE forward: \(error)")
         }
-        let hiddenTotal = spec.hidden[0]
-        let active = Double(plan.assignedCount * He) / Double(batch * hiddenTotal)
-        return ForwardReport(cost: CostBreakdown(useful: useful, overhead: routerCost), activeFraction: active,
-                             notes: ["strategy": "expert-gather", "dropped": String(plan.droppedAssignments),
-                                     "droppedTokens": String(plan.droppedTokens), "capacity": String(plan.capacity)])
+        let assigned = r.load.reduce(0, +)
+        let active = Double(assigned * spec.unitsPerExpert) / Double(batch * spec.hidden[0])
+        return ForwardReport(cost: r.cost, activeFraction: active,
+                             notes: ["strategy": "expert-gather", "dropped": String(r.droppedAssignments),
+                                     "droppedTokens": String(r.droppedTokens), "capacity": String(r.capacity)])
     }
 }
