@@ -83,9 +83,15 @@ public final class MaskedMLP: InferenceModel {
     }
 
     /// The layer's mask, the MACs spent deciding it, and its gate bits (batch × gates).
+    ///
+    /// Learned gates: `p = sigmoid(z/T) > tau` is decided as `z > T·logit(tau)` — the same mask without an
+    /// exponential per gate (sigmoid is monotonic; min_keep ranks by z, which orders like p).
+    /// Synthetic gates run the real predictor and threshold pass (their cost is the model's), then take a
+    /// pre-drawn random mask of exactly the requested fraction; the random control only takes the mask. The
+    /// masks are drawn once per batch size (a ring of four, rotated per call), so the RNG is never timed.
     private func buildMask(layer l: Int, input: UnsafePointer<Float>, batch: Int) throws -> (UnitMask, KernelCost, [UInt8]) {
         let G = network.gates(layer: l), H = spec.hidden[l], gr = network.granularity
-        var bits = [UInt8](repeating: 0, count: batch * G)
+        var bits: [UInt8]
         var cost = KernelCost.zero
         var shared: Bool
         switch masks {
@@ -93,25 +99,16 @@ public final class MaskedMLP: InferenceModel {
             shared = network.gatePredictor == .staticLogits
             let z = gateLogits.reserve(batch * G)
             cost = try predictGates(layer: l, input: input, batch: batch, into: z)
-            let T = Float(spec.temperature), tau = Float(spec.threshold)
-            for i in 0..<(batch * G) { z[i] = 1 / (1 + expf(-z[i] / T)) }  // p, as in training
-            let m = gateRank.reserve(batch * G)
-            for i in 0..<(batch * G) { m[i] = z[i] > tau ? 1 : 0 }
-            applyMinKeepGuard(p: z, m: m, batch: batch, gates: G, minKeep: spec.minKeep)
-            for i in 0..<(batch * G) { bits[i] = m[i] != 0 ? 1 : 0 }
+            bits = thresholdGates(z, count: batch * G)
+            if spec.minKeep > 0 { applyMinKeep(z: z, bits: &bits, batch: batch, gates: G) }
         case .syntheticGates, .random:
             shared = spec.maskKind == .shared
-            if masks == .syntheticGates { cost = try predictGates(layer: l, input: input, batch: batch, into: gateLogits.reserve(batch * G)) }
-            let on = max(1, min(G, Int((spec.activeFraction * Double(G)).rounded())))
-            var order = Array(0..<G)
-            for i in 0..<(shared ? 1 : batch) {
-                for t in 0..<on {  // partial Fisher–Yates: the first `on` entries are a uniform random subset
-                    let j = t + Int(rng.next() % UInt64(G - t))
-                    order.swapAt(t, j)
-                    bits[i * G + order[t]] = 1
-                }
+            if masks == .syntheticGates {
+                let z = gateLogits.reserve(batch * G)
+                cost = try predictGates(layer: l, input: input, batch: batch, into: z)
+                decisionSink &+= thresholdGates(z, count: batch * G).count
             }
-            if shared { for i in 1..<max(batch, 1) { for g in 0..<G { bits[i * G + g] = bits[g] } } }
+            bits = syntheticBits(layer: l, batch: batch, gates: G, shared: shared)
         }
         if shared || batch == 1 {
             var units: [Int32] = []
@@ -120,6 +117,53 @@ public final class MaskedMLP: InferenceModel {
             return (.shared(units), cost, bits)
         }
         return (.perSample(PerSampleMask(bits: bits, batch: batch, gates: G, granularity: gr, units: H)), cost, bits)
+    }
+
+    /// Keeps the threshold pass of synthetic gates observable (its result is replaced by the drawn mask).
+    private var decisionSink = 0
+
+    /// bits[i] = p_i > tau, computed on logits: z_i > T·logit(tau).
+    private func thresholdGates(_ z: UnsafePointer<Float>, count: Int) -> [UInt8] {
+        let T = spec.temperature, tau = spec.threshold
+        let cut: Float = tau <= 0 ? -.infinity : (tau >= 1 ? .infinity : Float(T * log(tau / (1 - tau))))
+        return [UInt8](unsafeUninitializedCapacity: count) { buf, n in
+            for i in 0..<count { buf[i] = z[i] > cut ? 1 : 0 }
+            n = count
+        }
+    }
+
+    /// min_keep guard: samples with fewer than k gates on get their k highest-logit gates (as in training).
+    private func applyMinKeep(z: UnsafePointer<Float>, bits: inout [UInt8], batch: Int, gates: Int) {
+        let m = gateRank.reserve(batch * gates)
+        for i in 0..<(batch * gates) { m[i] = Float(bits[i]) }
+        applyMinKeepGuard(p: z, m: m, batch: batch, gates: gates, minKeep: spec.minKeep)
+        for i in 0..<(batch * gates) { bits[i] = m[i] != 0 ? 1 : 0 }
+    }
+
+    private var drawnMasks: [Int: [[UInt8]]] = [:]
+    private var drawCounter = 0
+
+    /// A pre-drawn mask with exactly round(r·G) gates on per sample (or one row repeated when shared).
+    private func syntheticBits(layer l: Int, batch: Int, gates G: Int, shared: Bool) -> [UInt8] {
+        let key = batch &* 64 &+ l
+        if drawnMasks[key] == nil {
+            let on = max(1, min(G, Int((spec.activeFraction * Double(G)).rounded())))
+            drawnMasks[key] = (0..<4).map { _ in
+                var bits = [UInt8](repeating: 0, count: batch * G)
+                var order = Array(0..<G)
+                for i in 0..<(shared ? 1 : batch) {
+                    for t in 0..<on {  // partial Fisher–Yates: the first `on` entries are a uniform random subset
+                        let j = t + Int(rng.next() % UInt64(G - t))
+                        order.swapAt(t, j)
+                        bits[i * G + order[t]] = 1
+                    }
+                }
+                if shared { for i in 1..<max(batch, 1) { for g in 0..<G { bits[i * G + g] = bits[g] } } }
+                return bits
+            }
+        }
+        drawCounter &+= 1
+        return drawnMasks[key]![drawCounter % 4]
     }
 
     /// Gate logits into `z` (batch × gates); returns the predictor's work (overhead).
