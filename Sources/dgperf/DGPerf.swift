@@ -7,7 +7,7 @@ struct DGPerf: ParsableCommand {
         commandName: "dgperf",
         abstract: "Measures whether conditional computation in MLPs pays off on CPUs.",
         version: DGPerfVersion.string,
-        subcommands: [GemmCommand.self]
+        subcommands: [GemmCommand.self, SlurmCommand.self]
     )
 }
 
