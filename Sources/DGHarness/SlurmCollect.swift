@@ -74,7 +74,7 @@ public struct SlurmCollectPlan: Equatable, Sendable {
                 let detail = state == .completed ? "ended without a complete shard-\(i)/results.json" : "\(state)"
                 return "task \(i) (shard \(i + 1)/\(outcomes.count)): \(detail) in job \(job)_\(i)\(partialNote(partial)); log: \(logDirectory)/shard-\(i).job-\(job).out"
             case .missing(let partial):
-                return "task \(i) (shard \(i + 1)/\(outcomes.count)): missing — no complete results and Slurm does not know the task\(partialNote(partial))"
+                return "task \(i) (shard \(i + 1)/\(outcomes.count)): missing — no complete results, and Slurm has no record of the task (cancelled before it started, or purged)\(partialNote(partial))"
             }
         }
     }

@@ -90,7 +90,7 @@ struct SlurmSubmitCommand: ParsableCommand {
         let cpus = options.exclusive ? "whole node per task" : "\(options.cpusPerTask!) CPU\(options.cpusPerTask! == 1 ? "" : "s") per task"
         SlurmCLI.err("submitted array job \(jobID): \(tasks) task\(tasks == 1 ? "" : "s") (\(cpus)) → \(out)")
         SlurmCLI.err("script: \(options.scriptPath)")
-        SlurmCLI.err("next: \(SlurmScript.shellQuote(binary)) slurm collect \(out) --wait")
+        SlurmCLI.err("next: \(SlurmScript.shellQuote(SlurmFiles.currentExecutable() ?? "dgperf")) slurm collect \(out) --wait")
     }
 
     private func resubmit(_ only: String) throws {
