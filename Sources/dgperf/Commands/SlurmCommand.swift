@@ -11,14 +11,14 @@ struct SlurmCommand: ParsableCommand {
         abstract: "Run a sweep as a Slurm array job (one shard per task) and merge the shards.",
         discussion: """
         Examples:
-          dgperf slurm submit --preset full --threads 1,8 --tasks 16 --partition cpu --time 4:00:00 --output /shared/full
-          dgperf slurm collect /shared/full --wait            # or: dgperf slurm collect JOBID --wait
-          dgperf slurm submit --output /shared/full --only 3,7  # resubmit tasks collect reported
-        Task i runs `dgperf sweep <flags> --shard i+1/N --output DIR/shard-i --quiet` (resuming a shard a killed
-        task left unfinished); logs go to DIR/logs/, where each task ran (host, allowed CPUs) to DIR/tasks/.
-        Exit codes: 0 ok; 2 bad input; 3 shards failed or missing (resubmit them); 4 shards still queued or
-        running (collect again or --wait); 5 Slurm or the filesystem failed.
-        Local test cluster: scripts/slurm-local.sh start|stop.
+          dgperf slurm submit --preset full --threads 1,8 --tasks 16 --time 4:00:00 --output /shared/full
+          dgperf slurm collect /shared/full --wait     (or: dgperf slurm collect JOBID --wait)
+          dgperf slurm submit --output /shared/full --only 3,7     (resubmit what collect reported)
+
+        Task i runs: dgperf sweep FLAGS --shard i+1/N --output DIR/shard-i --quiet
+        A shard that a killed task left unfinished is resumed. Logs: DIR/logs/. Host and allowed CPUs of each task: DIR/tasks/.
+        Exit codes: 0 ok, 2 bad input, 3 shards failed or missing, 4 shards still queued or running, 5 Slurm or filesystem error.
+        Local one-node Slurm for trying it: scripts/slurm-local.sh start|stop
         """,
         subcommands: [SlurmSubmitCommand.self, SlurmCollectCommand.self]
     )
