@@ -20,9 +20,11 @@ if [ -z "${DGPERF:-}" ]; then
 fi
 DGPERF=$(readlink -f "$DGPERF")
 TASK_BIN=$(readlink -f "${DGPERF_TASK_BIN:-$DGPERF}")
-"$DGPERF" slurm --help >/dev/null 2>&1 || fail "$DGPERF has no \`slurm\` subcommand"
+# `dgperf X --help` with an unknown X prints the root help and exits 0, so look at the subcommand list.
+has_subcommand() { "$1" --help 2>/dev/null | grep -Eq "^[[:space:]]+$2([[:space:]]|$)"; }
+has_subcommand "$DGPERF" slurm || fail "$DGPERF has no \`slurm\` subcommand"
 for sub in sweep merge; do
-  "$TASK_BIN" "$sub" --help >/dev/null 2>&1 ||
+  has_subcommand "$TASK_BIN" "$sub" ||
     fail "$TASK_BIN has no \`$sub\` subcommand (the sweep harness is not merged into this build); set DGPERF_TASK_BIN to a dgperf that has sweep and merge"
 done
 

@@ -123,7 +123,12 @@ node_state() { sinfo -h -n "$NODE" -o '%T' 2>/dev/null | head -n1 | tr -d '*~#!%
 start() {
   mkdir -p "$STATE/logs"
   install_packages
-  write_config
+  # A running cluster keeps its config (rewriting it under live daemons would desynchronise them).
+  if pid_alive "$(pid_from "$STATE/slurmctld.pid")" && pid_alive "$(pid_from "$STATE/slurmd.pid")"; then
+    log "already running"
+  else
+    write_config
+  fi
   start_munge
   local pid
   pid=$(pid_from "$STATE/slurmctld.pid")
