@@ -42,6 +42,8 @@ let package = Package(
             cSettings: [.unsafeFlags(["-O2"])],
             linkerSettings: [.linkedLibrary("hwloc")]
         ),
+        // zlib (Debian zlib1g-dev): gzip'd IDX datasets and CRC32 of weight files.
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         .target(name: "DGRuntime", dependencies: ["CHwloc"], swiftSettings: optimizedAlways),
         isaTarget("DGKernelsAVX512", march: "x86-64-v4"),
         isaTarget("DGKernelsAVX2", march: "x86-64-v3"),
@@ -51,7 +53,7 @@ let package = Package(
             swiftSettings: optimizedAlways
         ),
         .target(name: "DGStats", swiftSettings: optimizedAlways),
-        .target(name: "DGModels", dependencies: ["DGKernels", "DGRuntime"], swiftSettings: optimizedAlways),
+        .target(name: "DGModels", dependencies: ["DGKernels", "DGRuntime", "CZlib"], swiftSettings: optimizedAlways),
         .target(
             name: "DGHarness",
             dependencies: ["DGModels", "DGKernels", "DGRuntime", "DGStats"],
@@ -65,10 +67,10 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "DGRuntimeTests", dependencies: ["DGRuntime"]),
+        .testTarget(name: "DGRuntimeTests", dependencies: ["DGRuntime"], exclude: ["Fixtures"]),
         .testTarget(name: "DGKernelsTests", dependencies: ["DGKernels", "DGRuntime"]),
         .testTarget(name: "DGStatsTests", dependencies: ["DGStats"]),
-        .testTarget(name: "DGModelsTests", dependencies: ["DGModels", "DGKernels"]),
+        .testTarget(name: "DGModelsTests", dependencies: ["DGModels", "DGKernels", "DGRuntime"]),
         .testTarget(name: "DGHarnessTests", dependencies: ["DGHarness", "DGReport"]),
         .testTarget(name: "DGReportTests", dependencies: ["DGReport", "DGHarness"]),
     ],

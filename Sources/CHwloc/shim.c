@@ -3,6 +3,7 @@
 #include <sched.h>
 #include <unistd.h>
 #include <sys/syscall.h>
+#include <sys/resource.h>
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #endif
@@ -34,4 +35,12 @@ uint64_t dg_xgetbv0(void) {
 #else
     return 0;
 #endif
+}
+
+int dg_thread_context_switches(long *voluntary, long *involuntary) {
+    struct rusage ru;
+    if (getrusage(RUSAGE_THREAD, &ru) != 0) return -1;
+    *voluntary = ru.ru_nvcsw;
+    *involuntary = ru.ru_nivcsw;
+    return 0;
 }

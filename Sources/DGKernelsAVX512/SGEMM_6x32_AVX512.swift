@@ -6,12 +6,13 @@ public let avx512TileRows = 6
 public let avx512TileCols = 32
 
 /// C[0..<6, 0..<32] (row stride `ldc`) = acc + beta·C (+ bias[j]) (then max(·,0) if relu).
-/// `beta == 0` never reads C, so C may hold NaN. Full tiles only; edges go through a scratch tile.
+/// `beta == 0` never reads C, so C may hold NaN. Rows ≥ `rows` are not stored (edge row panels);
+/// partial column tiles go through a scratch tile in the loop nest.
 @inline(never)
 public func sgemmMicroKernelAVX512_6x32(
     _ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
     _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ beta: Float,
-    _ bias: UnsafePointer<Float>?, _ relu: Bool
+    _ bias: UnsafePointer<Float>?, _ relu: Bool, _ rows: Int
 ) {
     typealias V = SIMD16<Float>
     var c00 = V(), c01 = V(), c10 = V(), c11 = V(), c20 = V(), c21 = V()
@@ -44,8 +45,13 @@ public func sgemmMicroKernelAVX512_6x32(
         p.storeBytes(of: y0, as: V.self)
         p.storeBytes(of: y1, toByteOffset: 64, as: V.self)
     }
-    store(0, c00, c01); store(1, c10, c11); store(2, c20, c21)
-    store(3, c30, c31); store(4, c40, c41); store(5, c50, c51)
+    // Only the first `rows` rows are valid (edge row panels); the zero-padded rest is dropped.
+    store(0, c00, c01)
+    if rows > 1 { store(1, c10, c11) }
+    if rows > 2 { store(2, c20, c21) }
+    if rows > 3 { store(3, c30, c31) }
+    if rows > 4 { store(4, c40, c41) }
+    if rows > 5 { store(5, c50, c51) }
 }
 
 /// y[i] = dot(W[i, 0..<k], x) (+ beta·y[i]) (+ bias[i]) (relu) for i in 0..<n; W row-major with `ldw`.

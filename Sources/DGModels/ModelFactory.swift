@@ -1,73 +1,37 @@
 import DGKernels
 import DGRuntime
 
-/// Builds forward passes: synthetic weights and masks for timing sweeps, or trained weights (later).
+/// Builds forward passes: synthetic weights and masks for timing sweeps, or trained weights from a file.
 public enum ModelFactory {
     /// A model with random weights (seeded) and, for gated kinds, synthetic masks at `spec.activeFraction`.
+    /// DynamicGate: the gate predictor still runs (random weights) and is counted as overhead, but the mask
+    /// is a random choice of exactly round(r·gates) gates, so the active fraction is what the sweep asked for.
     public static func synthetic(_ spec: ModelSpec, engine: GemmEngine, seed: UInt64 = 1) throws -> InferenceModel {
+        try spec.validate()
         switch spec.kind {
         case .dense, .dropout:
             return DenseMLP(spec: spec, engine: engine, seed: seed)
-        default:
-            throw ModelError.notImplemented("synthetic model '\(spec.kind.rawValue)'")
-        }
-    }
-}
-
-/// Plain MLP inference: Linear+ReLU per hidden layer, then the classifier layer.
-/// (Dropout models are identical at inference: inverted dropout scales during training.)
-public final class DenseMLP: InferenceModel {
-    public let spec: ModelSpec
-    let engine: GemmEngine
-    /// weights[l] is out×in row-major; biases[l] has `out` entries.
-    var weights: [[Float]]
-    var biases: [[Float]]
-    private var scratch: [[Float]] = []
-
-    public init(spec: ModelSpec, engine: GemmEngine, seed: UInt64) {
-        self.spec = spec
-        self.engine = engine
-        var rng = SplitMix64(seed: seed)
-        let dims = [spec.inputFeatures] + spec.hidden + [spec.classes]
-        weights = []; biases = []
-        for l in 0..<(dims.count - 1) {
-            let fanIn = dims[l], fanOut = dims[l + 1]
-            let scale = Float((2.0 / Double(fanIn)).squareRoot())
-            weights.append((0..<(fanIn * fanOut)).map { _ in rng.nextGaussian() * scale })
-            biases.append([Float](repeating: 0, count: fanOut))
+        case .random:
+            return try MaskedMLP(network: Network(spec: spec, seed: seed), engine: engine, masks: .random, seed: seed)
+        case .dg:
+            return try MaskedMLP(network: Network(spec: spec, seed: seed), engine: engine, masks: .syntheticGates, seed: seed)
+        case .moe:
+            return try SwitchMoEMLP(network: Network(spec: spec, seed: seed), engine: engine)
         }
     }
 
-    public func denseCost(batch: Int) -> KernelCost {
-        let dims = [spec.inputFeatures] + spec.hidden + [spec.classes]
-        var c = KernelCost.zero
-        for l in 0..<(dims.count - 1) {
-            c = c + KernelCost(macs: batch * dims[l] * dims[l + 1], bytesRead: 4 * (batch * dims[l] + dims[l] * dims[l + 1]),
-                               bytesWritten: 4 * batch * dims[l + 1])
+    /// Inference model over trained parameters.
+    public static func build(_ network: Network, engine: GemmEngine, seed: UInt64 = 1) -> InferenceModel {
+        switch network.spec.kind {
+        case .dense, .dropout: return DenseMLP(network: network, engine: engine)
+        case .random: return MaskedMLP(network: network, engine: engine, masks: .random, seed: seed)
+        case .dg: return MaskedMLP(network: network, engine: engine, masks: .learnedGates, seed: seed)
+        case .moe: return SwitchMoEMLP(network: network, engine: engine)
         }
-        return c
     }
 
-    public func forward(input: UnsafePointer<Float>, batch: Int, output: UnsafeMutablePointer<Float>) throws -> ForwardReport {
-        guard batch >= 1 else { throw ModelError.invalidArgument("batch must be ≥ 1 (got \(batch))") }
-        let dims = [spec.inputFeatures] + spec.hidden + [spec.classes]
-        if scratch.count != spec.hidden.count || scratch.first.map({ $0.count < batch * spec.hidden[0] }) ?? false {
-            scratch = spec.hidden.map { [Float](repeating: 0, count: batch * $0) }
-        }
-        var cost = KernelCost.zero
-        var x = input
-        for l in 0..<(dims.count - 1) {
-            let last = l == dims.count - 2
-            let out: UnsafeMutablePointer<Float> = last ? output : scratch[l].withUnsafeMutableBufferPointer { $0.baseAddress! }
-            cost = cost + (try weights[l].withUnsafeBufferPointer { w in
-                try biases[l].withUnsafeBufferPointer { b in
-                    try engine.sgemm(transB: true, m: batch, n: dims[l + 1], k: dims[l], a: x, lda: dims[l],
-                                     b: w.baseAddress!, ldb: dims[l], c: out, ldc: dims[l + 1],
-                                     epilogue: Epilogue(bias: b.baseAddress!, relu: !last))
-                }
-            })
-            x = UnsafePointer(out)
-        }
-        return ForwardReport(cost: CostBreakdown(useful: cost), activeFraction: 1)
+    /// Loads a weight file written by `dgperf train` (see `WeightFile`); throws `WeightFileError` with the fix.
+    public static func load(_ weightsFile: String, engine: GemmEngine) throws -> InferenceModel {
+        build(try WeightFile.read(path: weightsFile).network, engine: engine)
     }
 }

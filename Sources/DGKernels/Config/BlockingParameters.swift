@@ -37,6 +37,15 @@ public struct BlockingParameters: Sendable, Equatable, Codable, CustomStringConv
         return BlockingParameters(mr: mr, nr: nr, mc: mc, kc: kc, nc: nc)
     }
 
+    /// KC for a product with inner dimension `k`: the same number of K blocks as KC gives, but of
+    /// equal depth (784 → 4 × 196 instead of 3 × 240 + 64), so no block pays the per-call overhead
+    /// of a shallow micro-kernel loop. Rounded up to a multiple of 8, never above `kc`.
+    public func balancedKC(for k: Int) -> Int {
+        let blocks = (k + kc - 1) / kc
+        let even = (k + blocks - 1) / blocks
+        return Swift.max(1, Swift.min(kc, (even + 7) / 8 * 8))
+    }
+
     public var description: String { "MR=\(mr) NR=\(nr) MC=\(mc) KC=\(kc) NC=\(nc)" }
 }
 

@@ -131,14 +131,15 @@ public final class GemmEngine: @unchecked Sendable {
         let bp = kernels.blocking
         let mr = bp.mr, nr = bp.nr
         let m = rows.upperBound, n = cols.upperBound
-        let kcMax = min(bp.kc, k), ncMax = min(bp.nc, cols.count), mcMax = min(bp.mc, rows.count)
+        let kcStep = bp.balancedKC(for: k)
+        let kcMax = min(kcStep, k), ncMax = min(bp.nc, cols.count), mcMax = min(bp.mc, rows.count)
         let bPacked = bBuffers[slot].reserve(kcMax * ((ncMax + nr - 1) / nr) * nr)
         let aPacked = aBuffers[slot].reserve(kcMax * ((mcMax + mr - 1) / mr) * mr)
         for jc in stride(from: cols.lowerBound, to: n, by: bp.nc) {
             let nc = min(bp.nc, n - jc)
             let nPanels = (nc + nr - 1) / nr
-            for pc in stride(from: 0, to: k, by: bp.kc) {
-                let kc = min(bp.kc, k - pc)
+            for pc in stride(from: 0, to: k, by: kcStep) {
+                let kc = min(kcStep, k - pc)
                 let first = pc == 0, last = pc + kc == k
                 Pack.packB(b, j0: jc, nc: nc, p0: pc, kc: kc, nr: nr, panelRange: 0..<nPanels, into: bPacked)
                 let blockEpilogue = Epilogue(beta: first ? epilogue.beta : 1,
@@ -179,12 +180,12 @@ public final class GemmEngine: @unchecked Sendable {
             while ir < mc {
                 let rows = min(mr, mc - ir)
                 let aPanel = aPacked + ir * kc
-                if rows == mr && cols == nr && c.isContiguous {
+                if cols == nr && c.isContiguous {
                     micro(kc, aPanel, bPanel, c.base + (ic + ir) * c.rowStride + col0, c.rowStride,
-                          epilogue.beta, bias, epilogue.relu)
+                          epilogue.beta, bias, epilogue.relu, rows)
                 } else {
-                    // Edge or scattered tile: compute into scratch, then merge the valid part.
-                    micro(kc, aPanel, bPanel, tile, nr, 0, nil, false)
+                    // Column edge or scattered tile: compute into scratch, then merge the valid part.
+                    micro(kc, aPanel, bPanel, tile, nr, 0, nil, false, mr)
                     for i in 0..<rows {
                         for j in 0..<cols {
                             storeScalar(c, ic + ir + i, col0 + j, tile[i * nr + j], epilogue)
@@ -241,10 +242,11 @@ public final class GemmEngine: @unchecked Sendable {
         workers = min(workers, splitN ? selected : mTiles)
         let panelIndex = panels?.baseAddress
         let body: (Range<Int>, Range<Int>, Int) -> Void = { rows, panelRange, slot in
-            let mcMax = min(bp.mc, rows.count), kcMax = min(bp.kc, k)
+            let kcStep = bp.balancedKC(for: k)
+            let mcMax = min(bp.mc, rows.count), kcMax = min(kcStep, k)
             let aPacked = self.aBuffers[slot].reserve(kcMax * ((mcMax + mr - 1) / mr) * mr)
-            for pc in stride(from: 0, to: k, by: bp.kc) {
-                let kc = min(bp.kc, k - pc)
+            for pc in stride(from: 0, to: k, by: kcStep) {
+                let kc = min(kcStep, k - pc)
                 let blockEpilogue = Epilogue(beta: pc == 0 ? epilogue.beta : 1,
                                              bias: pc + kc == k ? epilogue.bias : nil, biasIndex: epilogue.biasIndex,
                                              relu: pc + kc == k && epilogue.relu)

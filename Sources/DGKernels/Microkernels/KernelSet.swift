@@ -25,10 +25,10 @@ public enum KernelSelectionError: Error, CustomStringConvertible, Equatable {
     }
 }
 
-/// C tile = A panel · B panel (+ beta·C, bias, relu); see `sgemmMicroKernelAVX512_6x32`.
+/// C tile = A panel · B panel (+ beta·C, bias, relu), first `rows` rows; see `sgemmMicroKernelAVX512_6x32`.
 public typealias MicroKernelFn = @Sendable (
     Int, UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int, Float,
-    UnsafePointer<Float>?, Bool
+    UnsafePointer<Float>?, Bool, Int
 ) -> Void
 /// y = W·x row-wise dot products; see `sgemvRowsAVX512`.
 public typealias GemvFn = @Sendable (

@@ -1,4 +1,5 @@
 import ArgumentParser
+import DGHarness
 import Glibc
 import DGKernels
 import DGReport
@@ -20,12 +21,13 @@ struct GemmCommand: ParsableCommand {
         """
     )
 
-    @Option(help: "Rows of A and C (batch size).") var m: Int?
-    @Option(help: "Inner dimension.") var k: Int?
-    @Option(help: "Columns of C (output units).") var n: Int?
-    @Option(help: "Worker threads.") var threads: Int = 1
-    @Option(help: "Timed repetitions per shape.") var reps: Int = 30
+    @Option(parsing: .unconditional, help: "Rows of A and C (batch size).") var m: Int?
+    @Option(parsing: .unconditional, help: "Inner dimension.") var k: Int?
+    @Option(parsing: .unconditional, help: "Columns of C (output units).") var n: Int?
+    @Option(parsing: .unconditional, help: "Worker threads.") var threads: Int = 1
+    @Option(parsing: .unconditional, help: "Timed repetitions per shape.") var reps: Int = 30
     @Option(help: "Kernel ISA: auto, avx512 or avx2.") var isa: String = "auto"
+    @Option(help: "Worker pinning: compact, scatter or none.") var pin: String = "compact"
     @Option(help: "Also time this peer on the same shapes in the same run: numpy.") var peer: String?
     @Flag(help: "Run the reference shapes (1024³, 256×784×512, 64×784×512, 1×784×512) at 1 thread plus 2-thread scaling.")
     var suite = false
@@ -51,6 +53,9 @@ struct GemmCommand: ParsableCommand {
         }
         guard threads >= 1 else { throw ValidationError("--threads must be ≥ 1 (got \(threads))") }
         guard reps >= 1 else { throw ValidationError("--reps must be ≥ 1 (got \(reps))") }
+        guard PinningPolicy(rawValue: pin) != nil else {
+            throw ValidationError("--pin must be one of compact, scatter, none (got '\(pin)')")
+        }
         guard ISAChoice(rawValue: isa) != nil else {
             throw ValidationError("--isa must be one of auto, avx512, avx2 (got '\(isa)')")
         }
@@ -76,9 +81,11 @@ struct GemmCommand: ParsableCommand {
         print("  cpu: \(CPUFeatures.current.brand)  measured FMA peak \(Format.fixed(peak1, 1)) GFLOP/s per core")
         var results: [String: Summary] = [:]  // "m,k,n,t" → GFLOP/s
         var table: [[String]] = []
+        var poolLines: [String] = []
         for row in rows {
             let (m, k, n) = row.shape
-            let times = try measureGemm(kernels: kernels, threads: row.threads, m: m, k: k, n: n, transB: transB)
+            let (times, pool) = try measureGemm(kernels: kernels, threads: row.threads, m: m, k: k, n: n, transB: transB)
+            poolLines.append("  \(m)×\(k)×\(n) t=\(row.threads): " + PoolReport.summaryLine(pool))
             let flops = 2.0 * Double(m * n * k)
             let g = Summary(times.map { flops / $0 / 1e9 })!, t = Summary(times)!
             results["\(m),\(k),\(n),\(row.threads)"] = g
@@ -111,11 +118,15 @@ struct GemmCommand: ParsableCommand {
             if !peerInfo.isEmpty { print("  \(peerInfo) (OPENBLAS_CORETYPE/L2_SIZE \(kernels.isa == .avx2 ? "forced to Haswell" : "unset") for the peer)") }
         }
         print(MarkdownTable.render(header: header, rows: table))
+        for line in poolLines { print(line) }
     }
 
-    /// Per-call seconds of `reps` samples, each sample ≥ 1 ms of back-to-back calls, after ≥ 50 ms warm-up.
-    func measureGemm(kernels: KernelSet, threads: Int, m: Int, k: Int, n: Int, transB: Bool) throws -> [Double] {
-        let engine = GemmEngine(kernels: kernels, executor: ConcurrentPerformExecutor(workers: threads))
+    /// Per-call seconds of `reps` samples, each sample ≥ 1 ms of back-to-back calls, after ≥ 50 ms warm-up,
+    /// and what the pinned pool observed during the timed samples.
+    func measureGemm(kernels: KernelSet, threads: Int, m: Int, k: Int, n: Int,
+                     transB: Bool) throws -> ([Double], PoolStatistics) {
+        let executor = WorkerPool(workers: threads, policy: PinningPolicy(rawValue: pin)!)
+        let engine = GemmEngine(kernels: kernels, executor: executor)
         var rng = SplitMix64(seed: 42)
         let a = (0..<(m * k)).map { _ in rng.nextFloat() - 0.5 }
         let b = (0..<(k * n)).map { _ in rng.nextFloat() - 0.5 }
@@ -140,6 +151,7 @@ struct GemmCommand: ParsableCommand {
                     while w < 3 || monotonicNanos() - t0 < 50_000_000 { try once(); w += 1 }
                     let single = try timeSeconds { try once() }
                     let inner = max(1, Int(1e-3 / max(single, 1e-9)))
+                    executor.resetStatistics()
                     for _ in 0..<reps {
                         let t = try timeSeconds { for _ in 0..<inner { try once() } }
                         times.append(t / Double(inner))
@@ -147,7 +159,7 @@ struct GemmCommand: ParsableCommand {
                 }
             }
         }
-        return times
+        return (times, executor.statistics())
     }
 
     struct PeerResult: Decodable { var seconds: [Double]; var blas: String; var corename: String }
@@ -171,11 +183,9 @@ struct GemmCommand: ParsableCommand {
     }
 }
 
-/// Refuses to time code compiled without optimisation (see Package.swift).
+/// Refuses to time code compiled without optimisation (shared check: `BuildIdentity.requireOptimized`).
 func requireOptimizedBuild() throws {
-    guard KernelBuild.isOptimized && RuntimeBuild.isOptimized else {
-        throw ValidationError("the measured code was built without optimisation; timings would be meaningless. Rebuild the kernel and runtime targets with -O (Package.swift does this in every configuration unless its flags were changed)")
-    }
+    do { try BuildIdentity.requireOptimized() } catch let e as HarnessError { throw ValidationError(e.message) }
 }
 
 func printError(_ s: String) {

@@ -1,1 +1,0 @@
-// The sweep harness lives here (issue 7).

@@ -1,0 +1,158 @@
+import DGKernels
+import DGStats
+
+/// Results file schema ("dgperf.results/1"). Readers reject other schema strings with a clear message.
+public enum ResultsSchema {
+    public static let current = "dgperf.results/1"
+}
+
+/// Everything one sweep (or one shard, or a merge of shards) produced. Plain data: the runner fills it,
+/// reporters and compare only read it.
+public struct RunResults: Codable, Sendable, Equatable {
+    public var schema: String
+    public var createdAt: String
+    public var updatedAt: String
+    /// False while running or after an interruption (`--resume` continues it).
+    public var complete: Bool
+    public var spec: SweepSpec
+    public var shard: Shard?
+    /// Keys the run was restricted to (`--cells-from`), if any.
+    public var cellFilter: [String]?
+    public var environment: EnvironmentInfo
+    public var cells: [CellResult]
+
+    public init(spec: SweepSpec, shard: Shard?, cellFilter: [String]?, environment: EnvironmentInfo, now: String) {
+        schema = ResultsSchema.current; createdAt = now; updatedAt = now; complete = false
+        self.spec = spec; self.shard = shard; self.cellFilter = cellFilter; self.environment = environment; cells = []
+    }
+
+    public func cell(_ key: String) -> CellResult? { cells.first { $0.key == key } }
+}
+
+public enum CellStatus: String, Codable, Sendable {
+    /// Measured.
+    case ok
+    /// Not measured for a known, non-error reason (e.g. the model kind is not implemented yet).
+    case skipped
+    /// The model threw on this cell's settings.
+    case failed
+}
+
+/// Timing of one cell: every repetition (seconds per forward call) and its statistics.
+public struct CellTiming: Codable, Sendable, Equatable {
+    public var samples: [Double]
+    public var summary: Summary
+    public var medianCI: MedianInterval
+    public var outliers: Int
+    public var innerCalls: Int
+    public var warmupCalls: Int
+    public var stopReason: RepetitionPolicy.StopReason
+
+    public init(samples: [Double], innerCalls: Int, warmupCalls: Int, stopReason: RepetitionPolicy.StopReason) {
+        self.samples = samples
+        summary = Summary(samples)!
+        medianCI = MedianInterval(samples)!
+        outliers = Outliers.tukeyCount(samples)
+        self.innerCalls = innerCalls; self.warmupCalls = warmupCalls; self.stopReason = stopReason
+    }
+}
+
+/// Figures derived from a cell and its same-run dense reference (recomputed whenever results are written).
+public struct DerivedFigures: Codable, Sendable, Equatable {
+    /// Executed FLOPs (useful + overhead + wasted) per median second.
+    public var gflops: Double
+    /// gflops / (measured one-core FMA peak × threads).
+    public var fractionOfPeak: Double?
+    /// Dense median time / this median time (same run, same shape). nil when the dense cell is missing.
+    public var speedup: Double?
+    /// Speedup range from the two medians' 95 % CIs.
+    public var speedupLow: Double?
+    public var speedupHigh: Double?
+    /// 1 / r.
+    public var idealSpeedup: Double
+    /// speedup / idealSpeedup.
+    public var fractionOfIdeal: Double?
+    /// Useful MACs / dense MACs (what papers report).
+    public var relativeMacPaper: Double
+    /// (Useful + overhead) MACs / dense MACs.
+    public var relativeMacNet: Double
+    /// All executed MACs (incl. wasted) / dense MACs.
+    public var relativeMacExecuted: Double
+}
+
+/// One cell's record.
+public struct CellResult: Codable, Sendable, Equatable {
+    public var key: String
+    public var cell: Cell
+    public var status: CellStatus
+    public var reason: String?
+    public var measuredAt: String
+    /// "synthetic" or "trained:<dir>".
+    public var masks: String
+    /// One-core FMA peak (GFLOP/s) measured by the run that measured this cell.
+    public var peakGflopsPerCore: Double?
+    public var timing: CellTiming?
+    /// Executed work of one forward call.
+    public var cost: CostBreakdown?
+    /// The dense model's work for the same batch (denominator of relative MAC).
+    public var denseCost: KernelCost?
+    /// Active fraction the model reports it actually ran.
+    public var measuredActiveFraction: Double?
+    public var derived: DerivedFigures?
+    public var notes: [String: String]
+    /// Pinned worker pool counters (absent with the unpinned executor).
+    public var runtime: RuntimeStatistics?
+    /// Test accuracy when trained weights were timed.
+    public var accuracy: Double?
+
+    public init(cell: Cell, status: CellStatus, reason: String? = nil, measuredAt: String, masks: String,
+                peakGflopsPerCore: Double? = nil, timing: CellTiming? = nil, cost: CostBreakdown? = nil,
+                denseCost: KernelCost? = nil, measuredActiveFraction: Double? = nil, notes: [String: String] = [:],
+                runtime: RuntimeStatistics? = nil, accuracy: Double? = nil) {
+        key = cell.key; self.cell = cell; self.status = status; self.reason = reason; self.measuredAt = measuredAt
+        self.masks = masks; self.peakGflopsPerCore = peakGflopsPerCore; self.timing = timing; self.cost = cost
+        self.denseCost = denseCost; self.measuredActiveFraction = measuredActiveFraction; self.notes = notes
+        self.runtime = runtime; self.accuracy = accuracy
+    }
+
+    /// Median seconds per forward call (ok cells).
+    public var medianSeconds: Double? { timing?.summary.median }
+}
+
+extension RunResults {
+    /// Recomputes every cell's derived figures from its own record and its group's dense cell.
+    public mutating func recomputeDerived() {
+        var denseByGroup: [String: CellResult] = [:]
+        for c in cells where c.cell.model == .dense && c.status == .ok { denseByGroup[c.cell.groupKey] = c }
+        for i in cells.indices {
+            cells[i].derived = Derivation.derive(cells[i], dense: denseByGroup[cells[i].cell.groupKey])
+        }
+    }
+}
+
+enum Derivation {
+    static func derive(_ c: CellResult, dense: CellResult?) -> DerivedFigures? {
+        guard c.status == .ok, let t = c.timing, let cost = c.cost, let dc = c.denseCost, t.summary.median > 0 else { return nil }
+        func finite(_ x: Double?) -> Double? { x.flatMap { $0.isFinite ? $0 : nil } }
+        let gflops = cost.total.flops / t.summary.median / 1e9
+        let peak = c.peakGflopsPerCore.map { $0 * Double(c.cell.threads) }
+        let gated = c.cell.model != .dense && c.cell.model != .dropout
+        let ideal = gated ? 1 / c.cell.activeFraction : 1
+        var speedup: Double?, low: Double?, high: Double?
+        if c.cell.model == .dense {
+            speedup = 1
+        } else if let d = dense?.timing {
+            speedup = d.summary.median / t.summary.median
+            low = d.medianCI.lower / t.medianCI.upper
+            high = d.medianCI.upper / t.medianCI.lower
+        }
+        let denseMacs = Double(max(dc.macs, 1))
+        return DerivedFigures(
+            gflops: gflops, fractionOfPeak: finite(peak.map { gflops / $0 }),
+            speedup: finite(speedup), speedupLow: finite(low), speedupHigh: finite(high),
+            idealSpeedup: ideal, fractionOfIdeal: finite(speedup.map { $0 / ideal }),
+            relativeMacPaper: Double(cost.useful.macs) / denseMacs,
+            relativeMacNet: Double(cost.useful.macs + cost.overhead.macs) / denseMacs,
+            relativeMacExecuted: Double(cost.total.macs) / denseMacs)
+    }
+}

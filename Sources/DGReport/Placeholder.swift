@@ -1,1 +1,0 @@
-// Reporters live here (issue 7).

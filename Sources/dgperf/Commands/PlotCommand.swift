@@ -1,0 +1,69 @@
+import ArgumentParser
+import DGHarness
+import DGReport
+import Glibc
+
+/// `dgperf plot`: SVG figures (PNG too when rsvg-convert or ImageMagick is installed).
+struct PlotCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "plot",
+        abstract: "Write speedup-vs-active-fraction, time-vs-FLOPs and thread-scaling plots (SVG, PNG if possible).",
+        discussion: """
+        Examples:
+          dgperf plot results/20250101-120000-host/results.json            # next to results.json
+          dgperf plot results/…/results.json --output docs/img --no-png
+        """
+    )
+    @Argument(help: "results.json (or its directory).") var results: String
+    @Option(help: "Directory for the figures (default: the results directory).") var output: String?
+    @Flag(help: "Do not convert to PNG.") var noPng = false
+
+    func run() throws {
+        try reportingHarnessErrors {
+            let r = try ResultsStore.load(results)
+            let dir = output ?? (AtomicFile.isDirectory(results) ? results : String(results.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")))
+            let outDir = dir.isEmpty ? "." : dir
+            try AtomicFile.makeWritableDirectory(outDir)
+            let (figures, skipped) = Plots.all(r)
+            let converter = noPng ? nil : PNGConverter.find()
+            for f in figures {
+                let svg = outDir + "/" + f.name + ".svg"
+                try AtomicFile.write(f.svg, to: svg)
+                print(svg)
+                if let converter {
+                    let png = outDir + "/" + f.name + ".png"
+                    if converter.convert(svg, png) { print(png) } else { printErr("note: \(converter.name) could not convert \(svg)") }
+                }
+            }
+            for s in skipped { printErr("not plotted: \(s)") }
+            if converter == nil && !noPng { printErr("note: no rsvg-convert or convert on PATH, wrote SVG only") }
+            if figures.isEmpty { throw HarnessError(.data, "nothing to plot in '\(results)': no measured cells") }
+        }
+    }
+}
+
+/// Runs an SVG→PNG converter found on PATH.
+struct PNGConverter {
+    var name: String
+    var path: String
+
+    static func find() -> PNGConverter? {
+        guard let p = getenv("PATH") else { return nil }
+        let dirs = String(decoding: UnsafeRawBufferPointer(start: p, count: strlen(p)), as: UTF8.self).split(separator: ":")
+        for tool in ["rsvg-convert", "convert"] {
+            for d in dirs where access("\(d)/\(tool)", X_OK) == 0 { return PNGConverter(name: tool, path: "\(d)/\(tool)") }
+        }
+        return nil
+    }
+
+    func convert(_ svg: String, _ png: String) -> Bool {
+        let args = name == "rsvg-convert" ? [path, "-o", png, svg] : [path, svg, png]
+        var cargs = args.map { strdup($0) } + [nil]
+        defer { for a in cargs { free(a) } }
+        var pid: pid_t = 0
+        guard posix_spawn(&pid, path, nil, nil, &cargs, environ) == 0 else { return false }
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+        return status == 0
+    }
+}

@@ -1,0 +1,138 @@
+import DGKernels
+import DGRuntime
+import XCTest
+@testable import DGModels
+
+/// Inference models (masked GEMMs) against the float64 reference, over shapes, masks and thread counts.
+final class InferenceTests: XCTestCase {
+    func forward(_ model: InferenceModel, _ x: [Float], batch: Int) throws -> ([Float], ForwardReport) {
+        var out = [Float](repeating: .nan, count: batch * model.spec.classes)
+        let r = try x.withUnsafeBufferPointer { xp in
+            try out.withUnsafeMutableBufferPointer { try model.forward(input: xp.baseAddress!, batch: batch, output: $0.baseAddress!) }
+        }
+        return (out, r)
+    }
+
+    func assertClose(_ a: [Float], _ b: [Double], _ what: String, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(a.count, b.count, file: file, line: line)
+        let scale = max(1, b.map(abs).max() ?? 1)
+        let err = zip(a, b).map { abs(Double($0) - $1) }.max() ?? 0
+        XCTAssertLessThan(err / scale, 1e-4, "\(what): max error \(err)", file: file, line: line)
+    }
+
+    func testTrainedGateModelsMatchReference() throws {
+        for (gate, g, hidden, batch, threads, bias) in [
+            ("lowrank:3", 1, [37], 7, 1, Float(0)), ("full", 1, [16, 11], 33, 2, 0), ("static", 1, [13, 9], 5, 1, 0),
+            ("block:16", 16, [64], 29, 2, 0), ("block:16", 16, [50, 32], 13, 1, 0), ("block:5", 5, [23], 1, 1, 0),
+            ("lowrank:4", 1, [19], 4, 1, -50), ("lowrank:4", 1, [19], 4, 2, 50),
+        ] as [(String, Int, [Int], Int, Int, Float)] {
+            let spec = ModelSpec(kind: .dg, inputFeatures: 17, hidden: hidden, classes: 5, granularity: g, gate: gate, threshold: 0.5)
+            let net = try Network(spec: spec, seed: 21)
+            var rng = SplitMix64(seed: 8)
+            for p in net.params where p.name.hasPrefix("gate.") {
+                for i in 0..<p.count { p.value[i] = bias != 0 && p.name.hasSuffix("bias") ? bias : (rng.nextFloat() - 0.5) * 3 }
+            }
+            if gate == "static" { for i in 0..<hidden[0] { net.param("gate.0.logits").value[i] = i % 3 == 0 ? 2 : -2 } }
+            let model = ModelFactory.build(net, engine: makeEngine(threads: threads))
+            let x = randomInputs(batch * 17, seed: UInt64(batch))
+            let (out, report) = try forward(model, x, batch: batch)
+            let ref = ReferenceModel(net).mlpLogits(x.map(Double.init), rows: batch).0
+            assertClose(out, ref, "\(gate) hidden \(hidden) batch \(batch) threads \(threads) bias \(bias)")
+            XCTAssertGreaterThan(report.cost.overhead.macs + (gate == "static" ? 1 : 0), 0)
+            if bias < 0 { XCTAssertEqual(report.activeFraction, 0, "all gates off") }
+            if bias > 0 { XCTAssertEqual(report.activeFraction, 1, "all gates on") }
+        }
+    }
+
+    func testMinKeepTurnsOnOneUnit() throws {
+        let spec = ModelSpec(kind: .dg, inputFeatures: 6, hidden: [10], classes: 3, gate: "full", minKeep: 1)
+        let net = try Network(spec: spec, seed: 2)
+        for i in 0..<10 { net.param("gate.0.bias").value[i] = -40 }
+        let model = ModelFactory.build(net, engine: makeEngine()) as! MaskedMLP
+        model.recordMasks = true
+        let x = randomInputs(4 * 6, seed: 3)
+        let (out, report) = try forward(model, x, batch: 4)
+        XCTAssertEqual(report.activeFraction, 0.1, accuracy: 1e-12)
+        let m = model.lastGateBits
+        let ref = ReferenceModel(net).mlpLogits(x.map(Double.init), rows: 4, hardMask: m).0
+        assertClose(out, ref, "min_keep")
+    }
+
+    /// Synthetic dg and random control: the requested fraction exactly, outputs match the reference with the same masks.
+    func testSyntheticMasksHitTheFractionAndMatchReference() throws {
+        for kind in [ModelKind.dg, .random] {
+            for (maskKind, g, batch, threads) in [(MaskKind.perSample, 1, 9, 1), (.shared, 1, 9, 2), (.perSample, 16, 40, 2),
+                                                  (.shared, 8, 3, 1), (.perSample, 1, 1, 1)] {
+                let spec = ModelSpec(kind: kind, inputFeatures: 31, hidden: [64, 48], classes: 7, activeFraction: 0.25,
+                                     granularity: g, maskKind: maskKind, gate: "lowrank:8")
+                let model = try ModelFactory.synthetic(spec, engine: makeEngine(threads: threads), seed: 5) as! MaskedMLP
+                model.recordMasks = true
+                let x = randomInputs(batch * 31, seed: 4)
+                let (out, report) = try forward(model, x, batch: batch)
+                // Whole gates: round(r · gates) of each layer's gates.
+                let expected = spec.hidden.map { h -> Double in
+                    let gates = (h + g - 1) / g, on = Int((0.25 * Double(gates)).rounded())
+                    return Double(min(on * g, h)) / Double(h)
+                }.reduce(0, +) / 2
+                XCTAssertEqual(report.activeFraction, expected, accuracy: 1e-9, "\(kind) \(maskKind) G=\(g)")
+                let masks = model.lastGateBits
+                var ref = ReferenceModel(model.network)
+                let refOut: [Double]
+                if kind == .random {
+                    let scales = (0..<2).map { l -> [Double] in
+                        let H = spec.hidden[l], G = (H + g - 1) / g
+                        return (0..<(batch * H)).map { Double(masks[l][($0 / H) * G + ($0 % H) / g]) / 0.25 }
+                    }
+                    refOut = ref.mlpLogits(x.map(Double.init), rows: batch, unitScale: scales).0
+                } else {
+                    ref.spec.kind = .dg
+                    refOut = ref.mlpLogits(x.map(Double.init), rows: batch, hardMask: masks).0
+                    let g0 = (64 + g - 1) / g, g1 = (48 + g - 1) / g
+                    XCTAssertEqual(report.cost.overhead.macs, batch * (31 * 8 + 8 * g0 + 64 * 8 + 8 * g1), "gate predictor MACs counted")
+                }
+                assertClose(out, refOut, "\(kind) \(maskKind) G=\(g) batch \(batch)")
+                let useful = Double(report.cost.useful.macs) / Double(model.denseCost(batch: batch).macs)
+                XCTAssertLessThan(useful, 0.5, "only active units are useful")
+                XCTAssertEqual(report.cost.useful.macs + report.cost.wasted.macs <= model.denseCost(batch: batch).macs, true)
+            }
+        }
+    }
+
+    func testDenseAndMoEMatchReference() throws {
+        for (batch, threads) in [(1, 1), (7, 2), (64, 2)] {
+            let dense = try Network(spec: ModelSpec(kind: .dense, inputFeatures: 23, hidden: [19, 7], classes: 5), seed: 1)
+            let x = randomInputs(batch * 23, seed: 6)
+            let (out, r) = try forward(ModelFactory.build(dense, engine: makeEngine(threads: threads)), x, batch: batch)
+            assertClose(out, ReferenceModel(dense).mlpLogits(x.map(Double.init), rows: batch).0, "dense batch \(batch)")
+            XCTAssertEqual(r.cost.useful.macs, batch * (23 * 19 + 19 * 7 + 7 * 5))
+            for topK in [1, 2] {
+                let spec = ModelSpec(kind: .moe, inputFeatures: 23, hidden: [24], classes: 5, experts: 4, topK: topK, capacityFactor: 1)
+                let net = try Network(spec: spec, seed: 3)
+                var rng = SplitMix64(seed: 2)
+                for i in 0..<net.param("router.weight").count { net.param("router.weight").value[i] = rng.nextGaussian() }
+                let model = ModelFactory.build(net, engine: makeEngine(threads: threads))
+                let (mo, mr) = try forward(model, x, batch: batch)
+                let ref = ReferenceModel(net).moe(x.map(Double.init), rows: batch, lbWeight: 0, zWeight: 0)
+                assertClose(mo, ref.logits, "moe top-\(topK) batch \(batch)")
+                XCTAssertEqual(Int(mr.notes["dropped"]!), ref.dropped)
+                XCTAssertEqual(mr.cost.overhead.macs, batch * 23 * 4, "router MACs are overhead")
+                XCTAssertEqual(mr.cost.useful.macs, (batch * topK - ref.dropped) * (23 * 6 + 6 * 5))
+            }
+        }
+    }
+
+    func testSyntheticFactoryBuildsEveryKindAndRejectsBadSpecs() throws {
+        for kind in ModelKind.allCases {
+            let model = try ModelFactory.synthetic(ModelSpec(kind: kind, inputFeatures: 20, hidden: [32], classes: 4, activeFraction: 0.5),
+                                                   engine: makeEngine())
+            let (out, r) = try forward(model, randomInputs(8 * 20, seed: 1), batch: 8)
+            XCTAssertTrue(out.allSatisfy { $0.isFinite }, "\(kind)")
+            XCTAssertEqual(model.denseCost(batch: 8).macs, 8 * (20 * 32 + 32 * 4))
+            XCTAssertGreaterThan(r.cost.useful.macs, 0)
+            XCTAssertThrowsError(try forward(model, [], batch: 0))
+        }
+        XCTAssertThrowsError(try ModelFactory.synthetic(ModelSpec(kind: .dg, gate: "lowrank:x"), engine: makeEngine()))
+        XCTAssertThrowsError(try ModelFactory.synthetic(ModelSpec(kind: .moe, hidden: [8, 8]), engine: makeEngine()))
+        XCTAssertThrowsError(try ModelFactory.synthetic(ModelSpec(kind: .random, activeFraction: 0), engine: makeEngine()))
+    }
+}
