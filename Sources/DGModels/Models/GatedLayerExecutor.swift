@@ -23,6 +23,24 @@ struct PerSampleMask {
         for g in 0..<gates where bits[i * gates + g] != 0 { n += unitsIn(gate: g) }
         return n
     }
+    /// Active units over the whole batch. Bits are 0/1 bytes, so eight of them sum with one multiply
+    /// (the top byte of w·0x0101…01); the partial last gate of each row is weighted by its width.
+    var activeUnitsTotal: Int {
+        bits.withUnsafeBytes { raw in
+            let n = raw.count
+            var total = 0, i = 0
+            while i + 8 <= n {
+                let w = raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+                total &+= Int((w &* 0x0101_0101_0101_0101) >> 56)
+                i += 8
+            }
+            while i < n { total &+= raw[i] != 0 ? 1 : 0; i += 1 }
+            var last = 0
+            for r in 0..<batch where raw[r * gates + gates - 1] != 0 { last += 1 }
+            return (total - last) * granularity + last * unitsIn(gate: gates - 1)
+        }
+    }
+
     /// Shared unit list for sample `i` (used at batch 1).
     func unitList(sample i: Int) -> [Int32] {
         var u: [Int32] = []

@@ -75,10 +75,7 @@ public final class MaskedMLP: InferenceModel {
         switch m {
         case .all: return 1
         case .shared(let u): return Double(u.count) / Double(units)
-        case .perSample(let p):
-            var n = 0
-            for i in 0..<batch { n += p.activeUnits(sample: i) }
-            return Double(n) / Double(batch * units)
+        case .perSample(let p): return Double(p.activeUnitsTotal) / Double(batch * units)
         }
     }
 
