@@ -3,13 +3,14 @@ import DGRuntime
 
 /// Plain MLP inference: Linear+ReLU per hidden layer, then the classifier layer.
 /// (Dropout models are identical at inference: inverted dropout scales during training.)
-public final class DenseMLP: InferenceModel {
+public final class DenseMLP: InferenceModel, PhaseProfiled {
     public let spec: ModelSpec
     let engine: GemmEngine
     /// weights[l] is out×in row-major; biases[l] has `out` entries.
     var weights: [[Float]]
     var biases: [[Float]]
     private var scratch: [[Float]] = []
+    public var phaseRecorder: PhaseRecorder?
 
     /// Random (He-initialised, seeded) weights.
     public init(spec: ModelSpec, engine: GemmEngine, seed: UInt64) {
@@ -48,13 +49,16 @@ public final class DenseMLP: InferenceModel {
         for l in 0..<(dims.count - 1) {
             let last = l == dims.count - 2
             let out: UnsafeMutablePointer<Float> = last ? output : scratch[l].withUnsafeMutableBufferPointer { $0.baseAddress! }
-            cost = cost + (try weights[l].withUnsafeBufferPointer { w in
+            phaseRecorder?.begin(.gemm, layer: l)
+            let layerCost = try weights[l].withUnsafeBufferPointer { w in
                 try biases[l].withUnsafeBufferPointer { b in
                     try engine.sgemm(transB: true, m: batch, n: dims[l + 1], k: dims[l], a: x, lda: dims[l],
                                      b: w.baseAddress!, ldb: dims[l], c: out, ldc: dims[l + 1],
                                      epilogue: Epilogue(bias: b.baseAddress!, relu: !last))
                 }
-            })
+            }
+            phaseRecorder?.end(.gemm, layer: l, cost: layerCost)
+            cost = cost + layerCost
             x = UnsafePointer(out)
         }
         return ForwardReport(cost: CostBreakdown(useful: cost), activeFraction: 1, notes: ["strategy": "dense"])

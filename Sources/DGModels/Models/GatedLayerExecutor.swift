@@ -1,4 +1,5 @@
 import DGKernels
+import DGRuntime
 
 /// Which units of a layer are live. Gate-level for per-sample masks (G units per gate).
 enum UnitMask {
@@ -49,6 +50,8 @@ final class GatedLayerExecutor {
     let engine: GemmEngine
     static let blockGatherMinimum = 16
     private var rowScratch: [Int32] = []
+    /// Set by the owning model while profiled (see `PhaseProfiled`).
+    var recorder: PhaseRecorder?
 
     init(engine: GemmEngine) { self.engine = engine }
 
@@ -61,7 +64,8 @@ final class GatedLayerExecutor {
     /// (inverted-dropout scaling of the random control; 1 otherwise).
     func linear(x: UnsafePointer<Float>, batch: Int, inDim: Int, inMask: UnitMask,
                 weight: UnsafePointer<Float>, bias: UnsafePointer<Float>, outDim: Int, outMask: UnitMask,
-                relu: Bool, scale: Float = 1, out: UnsafeMutablePointer<Float>) -> Result {
+                relu: Bool, scale: Float = 1, out: UnsafeMutablePointer<Float>, layer: Int = 0) -> Result {
+        recorder?.begin(.gemm, layer: layer)
         let b = batch
         var inMask = inMask, outMask = outMask
         if b == 1, case .perSample(let p) = outMask { outMask = .shared(p.unitList(sample: 0)) }
@@ -72,7 +76,7 @@ final class GatedLayerExecutor {
             // K side has per-sample zeros: dense over K; outputs per outMask.
             let cols = columns(outMask, outDim)
             let executed = runMapped(x: x, batch: b, inDim: inDim, kIndex: nil, weight: weight, bias: bias,
-                                     outDim: outDim, nIndex: cols, relu: relu, out: out)
+                                     outDim: outDim, nIndex: cols, relu: relu, out: out, layer: layer)
             var useful = 0
             for i in 0..<b {
                 let liveOut: Int
@@ -83,12 +87,12 @@ final class GatedLayerExecutor {
                 }
                 useful += pin.activeUnits(sample: i) * liveOut
             }
-            if case .perSample(let p) = outMask { zeroMasked(p, out: out, outDim: outDim) }
+            if case .perSample(let p) = outMask { zeroMasked(p, out: out, outDim: outDim, layer: layer) }
             result = Result(cost: split(executed, useful: useful), strategy: "dense-k")
         case (_, .all), (_, .shared):
             let k = kIndex(inMask)
             let executed = runMapped(x: x, batch: b, inDim: inDim, kIndex: k, weight: weight, bias: bias,
-                                     outDim: outDim, nIndex: columns(outMask, outDim), relu: relu, out: out)
+                                     outDim: outDim, nIndex: columns(outMask, outDim), relu: relu, out: out, layer: layer)
             let strategy: String
             if case .shared = outMask { strategy = "shared-gather" } else if k != nil { strategy = "k-gather" } else { strategy = "dense" }
             result = Result(cost: CostBreakdown(useful: executed), strategy: strategy)
@@ -96,19 +100,25 @@ final class GatedLayerExecutor {
             let k = kIndex(inMask)
             if p.granularity >= GatedLayerExecutor.blockGatherMinimum {
                 result = Result(cost: CostBreakdown(useful: blockGather(x: x, batch: b, inDim: inDim, kIndex: k, weight: weight,
-                                                                         bias: bias, outDim: outDim, mask: p, relu: relu, out: out)),
+                                                                         bias: bias, outDim: outDim, mask: p, relu: relu, out: out,
+                                                                         layer: layer)),
                                 strategy: "block-gather")
             } else {
                 let executed = runMapped(x: x, batch: b, inDim: inDim, kIndex: k, weight: weight, bias: bias,
-                                         outDim: outDim, nIndex: nil, relu: relu, out: out)
-                zeroMasked(p, out: out, outDim: outDim)
+                                         outDim: outDim, nIndex: nil, relu: relu, out: out, layer: layer)
+                zeroMasked(p, out: out, outDim: outDim, layer: layer)
                 let kLive = k?.count ?? inDim
                 var useful = 0
                 for i in 0..<b { useful += p.activeUnits(sample: i) * kLive }
                 result = Result(cost: split(executed, useful: useful), strategy: "dense-then-mask")
             }
         }
-        if scale != 1 { for i in 0..<(b * outDim) { out[i] *= scale } }
+        if scale != 1 {
+            recorder?.begin(.activation, layer: layer)
+            for i in 0..<(b * outDim) { out[i] *= scale }
+            recorder?.end(.activation, layer: layer)
+        }
+        recorder?.end(.gemm, layer: layer, cost: result.cost.total)
         return result
     }
 
@@ -127,7 +137,9 @@ final class GatedLayerExecutor {
         return CostBreakdown(useful: u, wasted: KernelCost(macs: executed.macs - useful))
     }
 
-    private func zeroMasked(_ p: PerSampleMask, out: UnsafeMutablePointer<Float>, outDim: Int) {
+    private func zeroMasked(_ p: PerSampleMask, out: UnsafeMutablePointer<Float>, outDim: Int, layer: Int) {
+        recorder?.begin(.gather, layer: layer)
+        defer { recorder?.end(.gather, layer: layer) }
         for i in 0..<p.batch {
             for g in 0..<p.gates where p.bits[i * p.gates + g] == 0 {
                 (out + i * outDim + g * p.granularity).update(repeating: 0, count: p.unitsIn(gate: g))
@@ -138,8 +150,12 @@ final class GatedLayerExecutor {
     /// out = x[:, k]·W[n, k]ᵀ + b[n] with optional K and N index maps; outputs outside `nIndex` are 0.
     private func runMapped(x: UnsafePointer<Float>, batch: Int, inDim: Int, kIndex: [Int32]?,
                            weight: UnsafePointer<Float>, bias: UnsafePointer<Float>, outDim: Int, nIndex: [Int32]?,
-                           relu: Bool, out: UnsafeMutablePointer<Float>) -> KernelCost {
-        if nIndex != nil { out.update(repeating: 0, count: batch * outDim) }
+                           relu: Bool, out: UnsafeMutablePointer<Float>, layer: Int) -> KernelCost {
+        if nIndex != nil {
+            recorder?.begin(.gather, layer: layer)
+            out.update(repeating: 0, count: batch * outDim)
+            recorder?.end(.gather, layer: layer)
+        }
         let n = nIndex?.count ?? outDim, k = kIndex?.count ?? inDim
         guard n > 0 else { return .zero }
         if k == 0 {  // no live inputs: bias (+ReLU) only
@@ -166,14 +182,18 @@ final class GatedLayerExecutor {
     /// Per gate block: gather the samples that have it on, one GEMM per block.
     private func blockGather(x: UnsafePointer<Float>, batch: Int, inDim: Int, kIndex: [Int32]?,
                              weight: UnsafePointer<Float>, bias: UnsafePointer<Float>, outDim: Int,
-                             mask p: PerSampleMask, relu: Bool, out: UnsafeMutablePointer<Float>) -> KernelCost {
+                             mask p: PerSampleMask, relu: Bool, out: UnsafeMutablePointer<Float>, layer: Int) -> KernelCost {
+        recorder?.begin(.gather, layer: layer)
         out.update(repeating: 0, count: batch * outDim)
+        recorder?.end(.gather, layer: layer)
         var cost = KernelCost.zero
         let k = kIndex?.count ?? inDim
         if rowScratch.count < batch { rowScratch = [Int32](repeating: 0, count: batch) }
         for g in 0..<p.gates {
             var rows = 0
+            recorder?.begin(.gather, layer: layer)
             for i in 0..<batch where p.bits[i * p.gates + g] != 0 { rowScratch[rows] = Int32(i); rows += 1 }
+            recorder?.end(.gather, layer: layer)
             guard rows > 0 else { continue }
             let j0 = g * p.granularity, width = p.unitsIn(gate: g)
             if k == 0 {  // no live inputs: bias (+ReLU) only

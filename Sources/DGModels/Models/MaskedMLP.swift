@@ -4,7 +4,7 @@ import Glibc
 
 /// MLP inference with a unit mask per hidden layer: DynamicGate (learned or synthetic gates) and the
 /// random-structural control. Gate → mask → only the live units run (see `GatedLayerExecutor`).
-public final class MaskedMLP: InferenceModel {
+public final class MaskedMLP: InferenceModel, PhaseProfiled {
     public enum MaskSource: Sendable {
         /// The trained gate predictor decides (DynamicGate).
         case learnedGates
@@ -24,6 +24,9 @@ public final class MaskedMLP: InferenceModel {
     /// When true, `lastGateBits[l]` keeps the last call's gate-level mask (batch × gates) per hidden layer.
     public var recordMasks = false
     public private(set) var lastGateBits: [[UInt8]] = []
+    public var phaseRecorder: PhaseRecorder? {
+        didSet { layerExecutor.recorder = phaseRecorder }
+    }
 
     public init(network: Network, engine: GemmEngine, masks: MaskSource, seed: UInt64) {
         self.network = network; spec = network.spec; self.masks = masks
@@ -48,7 +51,9 @@ public final class MaskedMLP: InferenceModel {
         if recordMasks { lastGateBits = [] }
         for l in 0..<spec.hidden.count {
             let D = dims[l], H = dims[l + 1]
+            phaseRecorder?.begin(.mask, layer: l)
             let (mask, gateCost, bits) = try buildMask(layer: l, input: x, batch: batch)
+            phaseRecorder?.end(.mask, layer: l)
             cost += CostBreakdown(overhead: gateCost)
             if recordMasks { lastGateBits.append(bits) }
             let out = hiddenOut[l].reserve(batch * H)
@@ -56,7 +61,7 @@ public final class MaskedMLP: InferenceModel {
             let r = layerExecutor.linear(x: x, batch: batch, inDim: D, inMask: inMask,
                                          weight: network.param("hidden.\(l).weight").value,
                                          bias: network.param("hidden.\(l).bias").value, outDim: H, outMask: mask,
-                                         relu: true, scale: scale, out: out)
+                                         relu: true, scale: scale, out: out, layer: l)
             cost += r.cost
             notes["strategy.\(l)"] = r.strategy
             activeSum += activeFraction(mask, batch: batch, units: H)
@@ -65,7 +70,7 @@ public final class MaskedMLP: InferenceModel {
         }
         let r = layerExecutor.linear(x: x, batch: batch, inDim: dims[dims.count - 2], inMask: inMask,
                                      weight: network.param("output.weight").value, bias: network.param("output.bias").value,
-                                     outDim: spec.classes, outMask: .all, relu: false, out: output)
+                                     outDim: spec.classes, outMask: .all, relu: false, out: output, layer: spec.hidden.count)
         cost += r.cost
         notes["strategy.output"] = r.strategy
         return ForwardReport(cost: cost, activeFraction: activeSum / Double(spec.hidden.count), notes: notes)
@@ -92,7 +97,9 @@ public final class MaskedMLP: InferenceModel {
         case .learnedGates:
             shared = network.gatePredictor == .staticLogits
             let z = gateLogits.reserve(batch * G)
+            phaseRecorder?.begin(.gate, layer: l)
             cost = try predictGates(layer: l, input: input, batch: batch, into: z)
+            phaseRecorder?.end(.gate, layer: l, cost: cost)
             let T = Float(spec.temperature), tau = Float(spec.threshold)
             for i in 0..<(batch * G) { z[i] = 1 / (1 + expf(-z[i] / T)) }  // p, as in training
             let m = gateRank.reserve(batch * G)
@@ -101,7 +108,11 @@ public final class MaskedMLP: InferenceModel {
             for i in 0..<(batch * G) { bits[i] = m[i] != 0 ? 1 : 0 }
         case .syntheticGates, .random:
             shared = spec.maskKind == .shared
-            if masks == .syntheticGates { cost = try predictGates(layer: l, input: input, batch: batch, into: gateLogits.reserve(batch * G)) }
+            if masks == .syntheticGates {
+                phaseRecorder?.begin(.gate, layer: l)
+                cost = try predictGates(layer: l, input: input, batch: batch, into: gateLogits.reserve(batch * G))
+                phaseRecorder?.end(.gate, layer: l, cost: cost)
+            }
             let on = max(1, min(G, Int((spec.activeFraction * Double(G)).rounded())))
             var order = Array(0..<G)
             for i in 0..<(shared ? 1 : batch) {
@@ -147,11 +158,12 @@ public final class MaskedMLP: InferenceModel {
 
 /// Switch-MoE inference: router (overhead), top-k with capacity, per-expert GEMMs on gathered rows
 /// (index maps), weighted combine. Tokens dropped at every choice get no expert output (counted in notes).
-public final class SwitchMoEMLP: InferenceModel {
+public final class SwitchMoEMLP: InferenceModel, PhaseProfiled {
     public let spec: ModelSpec
     let network: Network
     let engine: GemmEngine
     private let probs = AlignedBuffer(), hid = AlignedBuffer(), y = AlignedBuffer()
+    public var phaseRecorder: PhaseRecorder?
 
     public init(network: Network, engine: GemmEngine) {
         self.network = network; spec = network.spec; self.engine = engine
@@ -163,30 +175,43 @@ public final class SwitchMoEMLP: InferenceModel {
         guard batch >= 1 else { throw ModelError.invalidArgument("batch must be ≥ 1 (got \(batch))") }
         let D = spec.inputFeatures, C = spec.classes, E = spec.experts, He = spec.unitsPerExpert
         let p = probs.reserve(batch * E)
+        phaseRecorder?.begin(.gate, layer: 0)
         let routerCost = try engine.sgemm(transB: true, m: batch, n: E, k: D, a: input, lda: D,
                                           b: network.param("router.weight").value, ldb: D, c: p, ldc: E,
                                           epilogue: Epilogue(bias: network.param("router.bias").value))
         softmaxRows(p, rows: batch, cols: E)
+        phaseRecorder?.end(.gate, layer: 0, cost: routerCost)
+        phaseRecorder?.begin(.mask, layer: 0)
         let plan = RoutingPlan(probs: p, batch: batch, experts: E, topK: spec.topK, capacityFactor: spec.capacityFactor)
+        phaseRecorder?.end(.mask, layer: 0)
+        phaseRecorder?.begin(.combine, layer: 1)
         output.update(repeating: 0, count: batch * C)
+        phaseRecorder?.end(.combine, layer: 1)
         let h = hid.reserve(plan.capacity * He), ye = y.reserve(plan.capacity * C)
         var useful = KernelCost.zero
         for e in 0..<E {
             let n = plan.tokens[e].count
             guard n > 0 else { continue }
-            useful = useful + plan.tokens[e].withUnsafeBufferPointer { rows in
+            phaseRecorder?.begin(.gemm, layer: 0)
+            let c1 = plan.tokens[e].withUnsafeBufferPointer { rows in
                 engine.gemm(m: n, n: He, k: D, a: MatrixOperand(base: input, rowStride: D, colStride: 1, rowIndex: rows.baseAddress),
                             b: .rowMajor(network.param("expert.\(e).w1").value, ld: D, transposed: true),
                             c: OutputOperand(base: h, rowStride: He),
                             epilogue: Epilogue(bias: network.param("expert.\(e).b1").value, relu: true))
             }
-            useful = useful + (try engine.sgemm(transB: true, m: n, n: C, k: He, a: h, lda: He,
-                                                b: network.param("expert.\(e).w2").value, ldb: He, c: ye, ldc: C,
-                                                epilogue: Epilogue(bias: network.param("expert.\(e).b2").value)))
+            phaseRecorder?.end(.gemm, layer: 0, cost: c1)
+            phaseRecorder?.begin(.gemm, layer: 1)
+            let c2 = try engine.sgemm(transB: true, m: n, n: C, k: He, a: h, lda: He,
+                                      b: network.param("expert.\(e).w2").value, ldb: He, c: ye, ldc: C,
+                                      epilogue: Epilogue(bias: network.param("expert.\(e).b2").value))
+            phaseRecorder?.end(.gemm, layer: 1, cost: c2)
+            useful = useful + c1 + c2
+            phaseRecorder?.begin(.combine, layer: 1)
             for r in 0..<n {
                 let t = Int(plan.tokens[e][r]), g = plan.weights[e][r]
                 for j in 0..<C { output[t * C + j] += g * ye[r * C + j] }
             }
+            phaseRecorder?.end(.combine, layer: 1)
         }
         let hiddenTotal = spec.hidden[0]
         let active = Double(plan.assignedCount * He) / Double(batch * hiddenTotal)
