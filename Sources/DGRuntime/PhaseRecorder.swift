@@ -126,6 +126,7 @@ public final class PhaseRecorder {
                 let moved = min(packed, nanos[c])
                 nanos[c] -= moved
                 nanos[p] &+= moved
+                calls[p] += 1
                 work[p * 3 + 1] += read
                 read = 0
             }
