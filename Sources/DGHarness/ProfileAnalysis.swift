@@ -100,10 +100,11 @@ public enum ProfileAnalysis {
             let clause: String
             if let gbps {
                 let f = bandwidth > 0 ? gbps / bandwidth : 0
-                clause = "\(name(mp.0)) takes \(pct(mp.1.share)) at \(fmt(gbps)) GB/s (\(pct(f)) of the measured DRAM bandwidth, so "
-                    + (f > 0.5 ? "memory-bound)" : "bound by latency/overhead, not bandwidth)")
+                let verdict = f >= 1 ? "above the DRAM roof: its data comes from cache, so the copy itself is the cost"
+                    : f >= 0.5 ? "memory-bound" : "bound by latency and loop overhead, not bandwidth"
+                clause = "\(name(mp.0)) takes \(pct(mp.1.share)) of the time at \(fmt(gbps)) GB/s (\(pct(f)) of the measured DRAM bandwidth: \(verdict))"
             } else {
-                clause = "\(name(mp.0)) takes \(pct(mp.1.share)) moving no accounted bytes (pure overhead)"
+                clause = "\(name(mp.0)) takes \(pct(mp.1.share)) of the time moving no accounted bytes (pure overhead)"
             }
             second += second.isEmpty ? clause.prefix(1).uppercased() + clause.dropFirst() : "; \(clause)"
         }

@@ -13,6 +13,11 @@ public struct BandwidthMeasurement: Codable, Sendable, Equatable {
     public var threads: Int
     /// Best of the trials, in GB/s (10⁹ bytes), counting STREAM's bytes (no write-allocate traffic).
     public var gigabytesPerSecond: Double
+
+    public init(kernel: String, level: String, workingSetBytes: Int, threads: Int, gigabytesPerSecond: Double) {
+        self.kernel = kernel; self.level = level; self.workingSetBytes = workingSetBytes; self.threads = threads
+        self.gigabytesPerSecond = gigabytesPerSecond
+    }
 }
 
 /// What this machine can do, measured (not assumed): FMA peak per core and on all cores, DRAM bandwidth
@@ -104,7 +109,7 @@ public enum MachineLimitsProbe {
         let levels: [(String, Int?)] = [("L1", caches.l1d), ("L2", caches.l2), ("L3", caches.l3PerCore.map { $0 * max(cores, 1) })]
         for (name, size) in levels {
             guard let size, size >= 3 * 1024 else { continue }
-            let floats = max(64, (size / 2) / 12 / 64 * 64)
+            let floats = min(arrays.count, max(64, (size / 2) / 12 / 64 * 64))
             bw.append(BandwidthMeasurement(kernel: "triad", level: name, workingSetBytes: 12 * floats, threads: 1,
                                            gigabytesPerSecond: stream("triad", arrays, count: floats, threads: 1,
                                                                       executor: executor, loops: loops, options: options)))

@@ -14,22 +14,22 @@ public enum RooflinePlot {
         var series: [SVGPlot.Series] = []
         if bw > 0 && peak > 0 {
             let pts = [x0, ridge, x1].filter { $0 >= x0 && $0 <= x1 }.map { SVGPlot.Point(x: $0, y: min(peak, bw * $0)) }
-            series.append(.init(name: "roof: \(fmt(peak)) GFLOP/s, DRAM \(fmt(bw)) GB/s", points: pts, markers: false, color: "#333333"))
+            series.append(.init(name: "roof \(fmt(peak)) / \(fmt(bw))", points: pts, markers: false, color: "#333333"))
         }
         for level in ["L1", "L2", "L3"] {
             guard let b = r.limits.bandwidth(level, threads: 1), b > 0 else { continue }
             let ridgeL = peak / b
             let pts = [x0, min(max(ridgeL, x0), x1), x1].map { SVGPlot.Point(x: $0, y: min(peak, b * $0)) }
-            series.append(.init(name: "\(level) \(fmt(b)) GB/s (1 core)", points: pts, dashed: true, markers: false, color: "#999999"))
+            series.append(.init(name: "\(level) \(fmt(b)) GB/s 1c", points: pts, dashed: true, markers: false, color: "#999999"))
         }
         for p in placed {
             series.append(.init(name: "\(p.layerName) \(p.phase.rawValue) (\(fmt(p.share * 100))%)",
                                 points: [SVGPlot.Point(x: p.arithmeticIntensity!, y: p.gflops!)]))
         }
         let s = r.spec
-        var plot = SVGPlot(title: "Roofline: \(s.kind.rawValue) \(s.dims.map(String.init).joined(separator: "→")) batch \(r.batch), \(r.threads) thread\(r.threads == 1 ? "" : "s") (\(r.kernel))",
+        var plot = SVGPlot(title: "Roofline: \(s.kind.rawValue) \(s.dims.map(String.init).joined(separator: "→")) batch \(r.batch), \(r.threads) thread\(r.threads == 1 ? "" : "s") (\(r.kernel)); roof = FMA peak GFLOP/s / DRAM GB/s",
                            xLabel: "arithmetic intensity (FLOP/byte)", yLabel: "GFLOP/s", xLog: true, yLog: true, series: series)
-        plot.width = 860
+        plot.width = 900
         var svg = plot.render(connectMarkers: false)
         let off = r.phases.filter { ($0.gflops ?? 0) == 0 && $0.medianSeconds > 0 && $0.share >= 0.005 }
         if !off.isEmpty {
