@@ -94,7 +94,8 @@ public final class PhaseRecorder {
     @inline(__always)
     public func begin(_ phase: Phase, layer: Int) {
         let t = now()
-        if depth > 0 { nanos[stack[depth - 1]] &+= t &- last }
+        // Beyond maxDepth levels, time stays with the deepest tracked phase.
+        if depth > 0 { nanos[stack[min(depth, PhaseRecorder.maxDepth) - 1]] &+= t &- last }
         if depth < PhaseRecorder.maxDepth {
             let c = cell(phase, layer)
             stack[depth] = c
@@ -116,6 +117,8 @@ public final class PhaseRecorder {
             let top = stack[depth]
             nanos[top] &+= t &- last
             if top != c { mismatchedEnds += 1 }
+        } else {
+            nanos[stack[PhaseRecorder.maxDepth - 1]] &+= t &- last
         }
         last = t
         var read = bytesRead

@@ -98,6 +98,7 @@ final class PhaseRecorderTests: XCTestCase {
         for _ in 0..<40 { r.begin(.gather, layer: 0) }
         for _ in 0..<40 { r.end(.gather, layer: 0) }
         XCTAssertEqual(r.mismatchedEnds, 0)
+        XCTAssertEqual(r.totalNanoseconds, 79, "no time lost beyond the tracked depth")
         r.begin(.gemm, layer: 0); r.end(.gemm, layer: 0)
         XCTAssertEqual(entry(r, 0, .gemm)?.nanoseconds, 1)
     }
