@@ -9,7 +9,8 @@ public enum RooflinePlot {
         let peak = r.peakGflops, bw = r.memoryGigabytesPerSecond
         let placed = r.phases.filter { ($0.arithmeticIntensity ?? 0) > 0 && ($0.gflops ?? 0) > 0 }
         let ridge = bw > 0 ? peak / bw : 1
-        let ais = placed.compactMap(\.arithmeticIntensity) + [ridge]
+        let cacheRidges = ["L1", "L2", "L3"].compactMap { r.limits.bandwidth($0, threads: 1) }.filter { $0 > 0 }.map { peak / $0 }
+        let ais = placed.compactMap(\.arithmeticIntensity) + [ridge] + cacheRidges
         let x0 = max(1e-3, (ais.min() ?? 1) / 4), x1 = (ais.max() ?? 1) * 4
         var series: [SVGPlot.Series] = []
         if bw > 0 && peak > 0 {
@@ -33,15 +34,34 @@ public enum RooflinePlot {
         var svg = plot.render(connectMarkers: false)
         let off = r.phases.filter { ($0.gflops ?? 0) == 0 && $0.medianSeconds > 0 && $0.share >= 0.005 }
         if !off.isEmpty {
-            let items = off.map { p in
-                "\(p.layerName) \(p.phase.rawValue) \(fmt(p.share * 100))%" + (p.gigabytesPerSecond.map { " at \(fmt($0)) GB/s" } ?? "")
+            // Footnote lines under the plot: the SVG grows by one line each.
+            var lines = ["not placeable (no FLOPs; share of time, GB/s):"]
+            for p in off {
+                let item = "\(p.layerName) \(p.phase.rawValue) \(fmt(p.share * 100))%" + (p.gigabytesPerSecond.map { " at \(fmt($0)) GB/s" } ?? "")
+                if lines.count > 1 && lines[lines.count - 1].count + item.count < 120 { lines[lines.count - 1] += "; " + item } else { lines.append(item) }
             }
-            let note = "not placeable (no FLOPs): " + items.joined(separator: "; ")
-            let footnote = "<text x=\"70\" y=\"35\" font-size=\"10\" fill=\"#555\">\(SVGPlot.esc(note))</text>\n"
+            let h0 = Int(plot.height), w = Int(plot.width), h1 = h0 + 14 * lines.count + 6
+            svg = svg.replacingFirst("height=\"\(h0)\" viewBox=\"0 0 \(w) \(h0)\"", with: "height=\"\(h1)\" viewBox=\"0 0 \(w) \(h1)\"")
+            var footnote = ""
+            for (i, line) in lines.enumerated() {
+                footnote += "<text x=\"70\" y=\"\(h0 + 14 * i + 4)\" font-size=\"11\" fill=\"#555\">\(SVGPlot.esc(line))</text>\n"
+            }
             if svg.hasSuffix("</svg>\n") { svg = String(svg.dropLast("</svg>\n".count)) + footnote + "</svg>\n" }
         }
         return svg
     }
 
     static func fmt(_ x: Double) -> String { Format.fixed(x, x >= 100 ? 0 : 1) }
+}
+
+extension String {
+    /// The string with the first occurrence of `target` replaced (unchanged when absent).
+    func replacingFirst(_ target: String, with replacement: String) -> String {
+        let chars = Array(self), t = Array(target)
+        guard !t.isEmpty, chars.count >= t.count else { return self }
+        for i in 0...(chars.count - t.count) where chars[i] == t[0] && Array(chars[i..<(i + t.count)]) == t {
+            return String(chars[..<i]) + replacement + String(chars[(i + t.count)...])
+        }
+        return self
+    }
 }
