@@ -48,11 +48,19 @@ public struct MachineLimits: Codable, Sendable, Equatable {
         self.bandwidth = bandwidth; self.measuredAt = measuredAt; self.measurementSeconds = measurementSeconds
     }
 
-    /// Compute roof for `threads` threads: per-core peak × threads, capped by the all-cores measurement.
+    /// Compute roof for `threads` threads: per-core peak × threads (up to the core count), capped by the
+    /// all-cores measurement when that one is clean (≥ 80% of per-core × cores: it then captures an
+    /// all-core clock drop). A lower all-cores figure means other load shared the cores while measuring;
+    /// it is kept in the record but not used as a roof (fractions of peak above 100% would follow).
     public func peakGflops(threads: Int) -> Double {
-        let t = max(1, threads)
-        if t >= cores { return max(fmaPeakGflopsAllCores, fmaPeakGflopsPerCore) }
-        return min(fmaPeakGflopsPerCore * Double(t), max(fmaPeakGflopsAllCores, fmaPeakGflopsPerCore * Double(t)))
+        let t = Double(min(max(1, threads), max(cores, 1)))
+        let linear = fmaPeakGflopsPerCore * t
+        return allCoresMeasurementIsClean && t >= Double(cores) ? min(linear, fmaPeakGflopsAllCores) : linear
+    }
+
+    /// The all-cores FMA measurement ran undisturbed (see `peakGflops(threads:)`).
+    public var allCoresMeasurementIsClean: Bool {
+        fmaPeakGflopsAllCores >= 0.8 * fmaPeakGflopsPerCore * Double(max(cores, 1))
     }
 
     /// Best measured bandwidth of `kernel` at `level` with the thread count closest to (not above) `threads`.

@@ -51,6 +51,11 @@ final class MachineLimitsTests: XCTestCase {
         XCTAssertEqual(l.peakGflops(threads: 2), 200)
         XCTAssertEqual(l.peakGflops(threads: 4), 360, "all cores: the all-cores measurement")
         XCTAssertEqual(l.peakGflops(threads: 8), 360)
+        var disturbed = l
+        disturbed.fmaPeakGflopsAllCores = 150  // other load during the all-cores run: not a roof
+        XCTAssertFalse(disturbed.allCoresMeasurementIsClean)
+        XCTAssertEqual(disturbed.peakGflops(threads: 4), 400)
+        XCTAssertEqual(disturbed.peakGflops(threads: 1), 100)
         XCTAssertEqual(l.memoryBandwidth(threads: 1), 20)
         XCTAssertEqual(l.memoryBandwidth(threads: 2), 20, "closest measured thread count not above")
         XCTAssertEqual(l.memoryBandwidth(threads: 4), 50)

@@ -40,8 +40,8 @@ struct PeakCommand: ParsableCommand {
         var out = "dgperf peak  \(l.cpuModel)  kernel \(l.kernel)  \(l.cores) cores  (fingerprint \(l.fingerprint), measured \(l.measuredAt) in \(f(l.measurementSeconds)) s)\n"
         out += "FMA peak:  \(f(l.fmaPeakGflopsPerCore)) GFLOP/s per core, \(f(l.fmaPeakGflopsAllCores)) GFLOP/s on all \(l.cores) cores "
             + "(\(Format.fixed(l.fmaPeakGflopsAllCores / max(l.fmaPeakGflopsPerCore * Double(l.cores), 1e-9) * 100, 0))% of per-core × cores)\n"
-        if l.fmaPeakGflopsAllCores < 0.8 * l.fmaPeakGflopsPerCore * Double(l.cores) {
-            out += "note: the all-cores peak is below cores × per-core: other load shared the cores (or the clock drops with all cores busy); `--refresh` on a quiet machine\n"
+        if !l.allCoresMeasurementIsClean {
+            out += "note: the all-cores peak is below 80% of cores × per-core: other load shared the cores while measuring, so roofs use per-core × threads; `dgperf peak --refresh` on a quiet machine\n"
         }
         out += "bandwidth (best of trials, STREAM byte counts):\n"
         out += "  level  kernel  threads  working set   GB/s\n"
