@@ -102,7 +102,7 @@ public enum ProfileRunner {
         let output = AlignedBuffer(capacity: batch * spec.classes)
         let layerNames = spec.profiledLayerNames
         let recorder = PhaseRecorder(layers: layerNames.count, clock: clock)
-        recorder.packNanosSource = { [unowned engine] in engine.packNanos }
+        recorder.packTicksSource = { [unowned engine] in engine.packTicks }
         let now: () -> UInt64 = clock ?? monotonicNanos
 
         func call() throws -> ForwardReport {

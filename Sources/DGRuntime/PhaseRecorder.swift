@@ -42,22 +42,25 @@ public enum Phase: String, CaseIterable, Codable, Sendable {
 /// call is wrapped in one outer phase (the profiler uses `.other` at layer -1) the phase times sum to the
 /// outer region's wall time exactly (telescoping).
 ///
-/// Cost: two clock reads and a few stores per `begin`/`end`; no locks, no allocation (storage is
+/// Cost: one clock read (TSC) and a few stores per `begin`/`end`; no locks, no allocation (storage is
 /// allocated once for `layers`). The recorder belongs to the thread that runs the forward pass; models
 /// hold it as an optional (`nil` = not profiled: one nil check per hook). Work (MACs, bytes) is passed
 /// to `end` and comes from the kernels' own accounting (`KernelCost`), never re-derived.
 public final class PhaseRecorder {
     /// Layer slots: -1 (model level) ..< layers. Events for other layers are charged to -1.
     public let layers: Int
-    /// Clock in nanoseconds; `nil` = `monotonicNanos()`. Tests inject a deterministic one.
+    /// Clock; `nil` = `CycleClock.now()` (the TSC: ~10 ns a read, where clock_gettime costs ~45 ns in a VM).
+    /// An injected clock counts nanoseconds (tests use deterministic ones).
     private let clock: (() -> UInt64)?
-    /// Cumulative nanoseconds spent packing (e.g. `GemmEngine.packNanos`): sampled at `begin(.gemm)` and
-    /// `end(.gemm)`; the difference moves from `gemm` to `pack` of that layer, and with it the GEMM's
-    /// bytes read (packing is what reads the source operands).
-    public var packNanosSource: (() -> UInt64)?
+    /// Nanoseconds per clock tick.
+    private let nanosPerTick: Double
+    /// Cumulative packing time in this recorder's clock units (`GemmEngine.packTicks`, CycleClock ticks):
+    /// sampled at `begin(.gemm)` and `end(.gemm)`; the difference moves from `gemm` to `pack` of that
+    /// layer, and with it the GEMM's bytes read (packing is what reads the source operands).
+    public var packTicksSource: (() -> UInt64)?
 
     private let slots: Int
-    private let nanos: UnsafeMutablePointer<UInt64>
+    private let nanos: UnsafeMutablePointer<UInt64>  // clock ticks
     private let work: UnsafeMutablePointer<Int>  // 3 per cell: macs, bytesRead, bytesWritten
     private let calls: UnsafeMutablePointer<Int>
     private static let maxDepth = 16
@@ -71,6 +74,7 @@ public final class PhaseRecorder {
     public init(layers: Int, clock: (() -> UInt64)? = nil) {
         self.layers = max(layers, 0)
         self.clock = clock
+        nanosPerTick = clock == nil ? CycleClock.secondsPerTick * 1e9 : 1  // calibrated here, not mid-measurement
         slots = (self.layers + 1) * Phase.count
         nanos = .allocate(capacity: slots); nanos.initialize(repeating: 0, count: slots)
         work = .allocate(capacity: slots * 3); work.initialize(repeating: 0, count: slots * 3)
@@ -83,7 +87,7 @@ public final class PhaseRecorder {
         nanos.deallocate(); work.deallocate(); calls.deallocate(); stack.deallocate(); stackPack.deallocate()
     }
 
-    @inline(__always) private func now() -> UInt64 { clock?() ?? monotonicNanos() }
+    @inline(__always) private func now() -> UInt64 { clock?() ?? CycleClock.now() }
 
     @inline(__always) private func cell(_ phase: Phase, _ layer: Int) -> Int {
         let slot = layer >= -1 && layer < layers ? layer + 1 : 0
@@ -99,7 +103,7 @@ public final class PhaseRecorder {
         if depth < PhaseRecorder.maxDepth {
             let c = cell(phase, layer)
             stack[depth] = c
-            stackPack[depth] = phase == .gemm ? (packNanosSource?() ?? 0) : 0
+            stackPack[depth] = phase == .gemm ? (packTicksSource?() ?? 0) : 0
             calls[c] += 1
         }
         depth += 1
@@ -122,7 +126,7 @@ public final class PhaseRecorder {
         }
         last = t
         var read = bytesRead
-        if phase == .gemm, depth < PhaseRecorder.maxDepth, let source = packNanosSource {
+        if phase == .gemm, depth < PhaseRecorder.maxDepth, let source = packTicksSource {
             let packed = source() &- stackPack[depth]
             if packed > 0 {
                 let p = cell(.pack, layer)
@@ -174,7 +178,7 @@ public final class PhaseRecorder {
             for phase in Phase.allCases {
                 let c = slot * Phase.count + phase.index
                 guard calls[c] > 0 || nanos[c] > 0 || work[c * 3] != 0 || work[c * 3 + 1] != 0 else { continue }
-                out.append(Entry(layer: slot - 1, phase: phase, nanoseconds: nanos[c], calls: calls[c],
+                out.append(Entry(layer: slot - 1, phase: phase, nanoseconds: UInt64((Double(nanos[c]) * nanosPerTick).rounded()), calls: calls[c],
                                  macs: work[c * 3], bytesRead: work[c * 3 + 1], bytesWritten: work[c * 3 + 2]))
             }
         }
@@ -185,6 +189,6 @@ public final class PhaseRecorder {
     public var totalNanoseconds: UInt64 {
         var s: UInt64 = 0
         for i in 0..<slots { s &+= nanos[i] }
-        return s
+        return UInt64((Double(s) * nanosPerTick).rounded())
     }
 }

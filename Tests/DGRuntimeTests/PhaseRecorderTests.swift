@@ -45,7 +45,7 @@ final class PhaseRecorderTests: XCTestCase {
         let clock = FakeClock(step: 100)
         var packed: UInt64 = 0
         let r = PhaseRecorder(layers: 1, clock: clock.read)
-        r.packNanosSource = { packed }
+        r.packTicksSource = { packed }
         r.begin(.gemm, layer: 0)
         packed += 30  // the engine packed for 30 ns inside the call
         r.end(.gemm, layer: 0, macs: 8, bytesRead: 64, bytesWritten: 16)

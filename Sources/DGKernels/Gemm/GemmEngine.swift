@@ -15,12 +15,12 @@ public final class GemmEngine: @unchecked Sendable {
     /// Below this many MACs a call runs on one worker: fork-join would cost more than it saves.
     public var parallelThresholdMACs = 1 << 17
 
-    /// Profiling hook (`dgperf profile`): when true, time spent packing panels is added to `packNanos`,
+    /// Profiling hook (`dgperf profile`): when true, time spent packing panels is added to `packTicks`,
     /// wall-attributed per call as the mean over the workers that packed. Off: one branch per packed block.
     public var measuresPacking = false
-    /// Cumulative packing nanoseconds while `measuresPacking` was on.
-    public private(set) var packNanos: UInt64 = 0
-    /// Per-slot packing nanoseconds of the running call, one cache line per slot (no false sharing).
+    /// Cumulative packing time in `CycleClock` ticks while `measuresPacking` was on.
+    public private(set) var packTicks: UInt64 = 0
+    /// Per-slot packing ticks of the running call, one cache line per slot (no false sharing).
     private let slotPackNanos: UnsafeMutablePointer<UInt64>
 
     public init(kernels: KernelSet, executor: ParallelExecutor = SerialExecutor()) {
@@ -35,7 +35,7 @@ public final class GemmEngine: @unchecked Sendable {
 
     deinit { slotPackNanos.deallocate() }
 
-    /// Runs one GEMM call; with `measuresPacking`, adds its wall-attributed packing time to `packNanos`.
+    /// Runs one GEMM call; with `measuresPacking`, adds its wall-attributed packing time to `packTicks`.
     @inline(__always)
     private func attributingPackTime(_ body: () -> Void) {
         guard measuresPacking else { body(); return }
@@ -43,15 +43,15 @@ public final class GemmEngine: @unchecked Sendable {
         body()
         var sum: UInt64 = 0, packers: UInt64 = 0
         for s in 0..<workerCount where slotPackNanos[8 * s] > 0 { sum &+= slotPackNanos[8 * s]; packers += 1 }
-        if packers > 0 { packNanos &+= sum / packers }
+        if packers > 0 { packTicks &+= sum / packers }
     }
 
     @inline(__always)
     private func timedPack(slot: Int, _ pack: () -> Void) {
         guard measuresPacking else { pack(); return }
-        let t0 = monotonicNanos()
+        let t0 = CycleClock.now()
         pack()
-        slotPackNanos[8 * slot] &+= monotonicNanos() &- t0
+        slotPackNanos[8 * slot] &+= CycleClock.now() &- t0
     }
 
     public var workerCount: Int { executor.workerCount }
