@@ -34,30 +34,57 @@ struct PerSampleMask {
     }
 }
 
-/// Runs one (possibly masked) linear layer `out = x·Wᵀ + b` on the GEMM engine, computing only live units
-/// where it can, and accounts useful vs wasted MACs.
+/// Runs one (possibly masked) linear layer `out = x·Wᵀ + b` and accounts useful vs overhead vs wasted MACs.
 ///
-/// This is the one place that decides how gated matmuls execute (the switch to DGKernels' SparseEngine /
-/// MoEEngine happens here). Strategies today:
-/// - shared masks → column map on W (outputs) and K-side maps on x and W (inputs): O(active);
-/// - per-sample output masks at batch 1 → the same, with that sample's units;
-/// - per-sample output masks with G ≥ `blockGatherMinimum` → per gate block, gather the samples that
-///   have it on (row map on x, row scatter on out): O(active);
-/// - otherwise dense-then-mask: the whole product, then zero the masked outputs (the masked MACs are `wasted`).
-/// Per-sample *input* masks (the previous layer's) are zeros in x: the product runs over all K and the
-/// zero part is counted as wasted.
+/// This is the one place that decides how gated matmuls execute:
+/// - output-side masks (a gated hidden layer, input unmasked) → `SparseEngine.gatedLinear`: shared masks gather
+///   (or select whole pre-packed panels), per-sample masks go through the calibrated cost model
+///   (dense-then-mask / unit-major / sample-major);
+/// - input-side masks (the layer after a gated one) → `SparseEngine.maskedInputLinear` (K-side sparsity);
+/// - both sides masked (deep gated stacks) → the GEMM with index maps below (K gather for shared input masks,
+///   dense over K with the zeros counted as wasted for per-sample input masks).
+/// Weights are packed once per layer (`packed(_:n:k:)`), as any inference engine does; the dense baseline
+/// (`DenseMLP`, `linearDense`) uses the same packed weights, so the comparison is like for like.
 final class GatedLayerExecutor {
     let engine: GemmEngine
+    let sparse: SparseEngine
     static let blockGatherMinimum = 16
     private var rowScratch: [Int32] = []
     /// Set by the owning model while profiled (see `PhaseProfiled`).
     var recorder: PhaseRecorder?
+    private var packedCache: [PackKey: PackedWeights] = [:]
 
-    init(engine: GemmEngine) { self.engine = engine }
+    private struct PackKey: Hashable {
+        let address: UInt
+        let n: Int
+        let k: Int
+    }
+
+    init(engine: GemmEngine) {
+        self.engine = engine
+        sparse = SparseEngine(gemm: engine)
+    }
 
     struct Result {
         var cost: CostBreakdown
         var strategy: String
+    }
+
+    /// W (n×k row-major) packed for this engine's kernels, once per weight buffer. The weights must not change
+    /// afterwards (inference models never mutate them).
+    func packed(_ w: UnsafePointer<Float>, n: Int, k: Int) -> PackedWeights {
+        let key = PackKey(address: UInt(bitPattern: w), n: n, k: k)
+        if let p = packedCache[key] { return p }
+        let p = engine.packWeights(w, n: n, k: k, ldw: k)
+        packedCache[key] = p
+        return p
+    }
+
+    /// Dense `out = x·Wᵀ + b` (ReLU optional) on pre-packed weights.
+    func linearDense(x: UnsafePointer<Float>, batch: Int, inDim: Int, weight: UnsafePointer<Float>,
+                     bias: UnsafePointer<Float>?, outDim: Int, relu: Bool, out: UnsafeMutablePointer<Float>) -> KernelCost {
+        engine.gemm(m: batch, a: .rowMajor(x, ld: inDim), packed: packed(weight, n: outDim, k: inDim),
+                    c: OutputOperand(base: out, rowStride: outDim), epilogue: Epilogue(bias: bias, relu: relu))
     }
 
     /// `out` is batch × outDim (full width; masked outputs are written as 0). `scale` multiplies live outputs
@@ -70,13 +97,59 @@ final class GatedLayerExecutor {
         var inMask = inMask, outMask = outMask
         if b == 1, case .perSample(let p) = outMask { outMask = .shared(p.unitList(sample: 0)) }
         if b == 1, case .perSample(let p) = inMask { inMask = .shared(p.unitList(sample: 0)) }
+        var result: Result? = nil
+        switch (inMask, outMask) {
+        case (.all, .all):
+            result = Result(cost: CostBreakdown(useful: linearDense(x: x, batch: b, inDim: inDim, weight: weight, bias: bias,
+                                                                    outDim: outDim, relu: relu, out: out)),
+                            strategy: "dense")
+        case (.all, _):
+            if let mask = gateMask(outMask, batch: b, units: outDim),
+               let r = try? sparse.gatedLinear(input: x, batch: b, inFeatures: inDim, weights: weight, bias: bias,
+                                               units: outDim, mask: mask, relu: relu, layout: .scattered,
+                                               packed: packed(weight, n: outDim, k: inDim), output: out) {
+                result = Result(cost: r.cost, strategy: r.strategy.rawValue)
+            }
+        case (_, .all) where !relu:
+            if let mask = gateMask(inMask, batch: b, units: inDim),
+               let r = try? sparse.maskedInputLinear(input: x, layout: .scattered, batch: b, units: inDim, weights: weight,
+                                                     bias: bias, outFeatures: outDim, mask: mask, output: out) {
+                result = Result(cost: r.cost, strategy: "k-" + r.strategy.rawValue)
+            }
+        default:
+            break
+        }
+        let final = result ?? mappedLinear(x: x, batch: b, inDim: inDim, inMask: inMask, weight: weight, bias: bias,
+                                           outDim: outDim, outMask: outMask, relu: relu, out: out)
+        if scale != 1 {
+            recorder?.begin(.activation, layer: layer)
+            for i in 0..<(b * outDim) { out[i] *= scale }
+            recorder?.end(.activation, layer: layer)
+        }
+        recorder?.end(.gemm, layer: layer, cost: final.cost.total)
+        return final
+    }
+
+    /// The kernels' mask type for a model mask (nil for `.all`).
+    private func gateMask(_ m: UnitMask, batch: Int, units: Int) -> GateMask? {
+        switch m {
+        case .all: return nil
+        case .shared(let u): return try? GateMask.shared(activeBlocks: u, granularity: 1, units: units)
+        case .perSample(let p): return try? GateMask.perSample(bits: p.bits, batch: batch, granularity: p.granularity, units: units)
+        }
+    }
+
+    /// Both sides masked (or a case the sparse engine does not take): the GEMM with index maps.
+    private func mappedLinear(x: UnsafePointer<Float>, batch b: Int, inDim: Int, inMask: UnitMask,
+                              weight: UnsafePointer<Float>, bias: UnsafePointer<Float>, outDim: Int, outMask: UnitMask,
+                              relu: Bool, out: UnsafeMutablePointer<Float>) -> Result {
         let result: Result
         switch (inMask, outMask) {
         case (.perSample(let pin), _):
             // K side has per-sample zeros: dense over K; outputs per outMask.
             let cols = columns(outMask, outDim)
             let executed = runMapped(x: x, batch: b, inDim: inDim, kIndex: nil, weight: weight, bias: bias,
-                                     outDim: outDim, nIndex: cols, relu: relu, out: out, layer: layer)
+                                     outDim: outDim, nIndex: cols, relu: relu, out: out)
             var useful = 0
             for i in 0..<b {
                 let liveOut: Int
@@ -87,12 +160,12 @@ final class GatedLayerExecutor {
                 }
                 useful += pin.activeUnits(sample: i) * liveOut
             }
-            if case .perSample(let p) = outMask { zeroMasked(p, out: out, outDim: outDim, layer: layer) }
+            if case .perSample(let p) = outMask { zeroMasked(p, out: out, outDim: outDim) }
             result = Result(cost: split(executed, useful: useful), strategy: "dense-k")
         case (_, .all), (_, .shared):
             let k = kIndex(inMask)
             let executed = runMapped(x: x, batch: b, inDim: inDim, kIndex: k, weight: weight, bias: bias,
-                                     outDim: outDim, nIndex: columns(outMask, outDim), relu: relu, out: out, layer: layer)
+                                     outDim: outDim, nIndex: columns(outMask, outDim), relu: relu, out: out)
             let strategy: String
             if case .shared = outMask { strategy = "shared-gather" } else if k != nil { strategy = "k-gather" } else { strategy = "dense" }
             result = Result(cost: CostBreakdown(useful: executed), strategy: strategy)
@@ -100,25 +173,18 @@ final class GatedLayerExecutor {
             let k = kIndex(inMask)
             if p.granularity >= GatedLayerExecutor.blockGatherMinimum {
                 result = Result(cost: CostBreakdown(useful: blockGather(x: x, batch: b, inDim: inDim, kIndex: k, weight: weight,
-                                                                         bias: bias, outDim: outDim, mask: p, relu: relu, out: out,
-                                                                         layer: layer)),
+                                                                         bias: bias, outDim: outDim, mask: p, relu: relu, out: out)),
                                 strategy: "block-gather")
             } else {
                 let executed = runMapped(x: x, batch: b, inDim: inDim, kIndex: k, weight: weight, bias: bias,
-                                         outDim: outDim, nIndex: nil, relu: relu, out: out, layer: layer)
-                zeroMasked(p, out: out, outDim: outDim, layer: layer)
+                                         outDim: outDim, nIndex: nil, relu: relu, out: out)
+                zeroMasked(p, out: out, outDim: outDim)
                 let kLive = k?.count ?? inDim
                 var useful = 0
                 for i in 0..<b { useful += p.activeUnits(sample: i) * kLive }
                 result = Result(cost: split(executed, useful: useful), strategy: "dense-then-mask")
             }
         }
-        if scale != 1 {
-            recorder?.begin(.activation, layer: layer)
-            for i in 0..<(b * outDim) { out[i] *= scale }
-            recorder?.end(.activation, layer: layer)
-        }
-        recorder?.end(.gemm, layer: layer, cost: result.cost.total)
         return result
     }
 
@@ -137,9 +203,7 @@ final class GatedLayerExecutor {
         return CostBreakdown(useful: u, wasted: KernelCost(macs: executed.macs - useful))
     }
 
-    private func zeroMasked(_ p: PerSampleMask, out: UnsafeMutablePointer<Float>, outDim: Int, layer: Int) {
-        recorder?.begin(.gather, layer: layer)
-        defer { recorder?.end(.gather, layer: layer) }
+    private func zeroMasked(_ p: PerSampleMask, out: UnsafeMutablePointer<Float>, outDim: Int) {
         for i in 0..<p.batch {
             for g in 0..<p.gates where p.bits[i * p.gates + g] == 0 {
                 (out + i * outDim + g * p.granularity).update(repeating: 0, count: p.unitsIn(gate: g))
@@ -150,12 +214,8 @@ final class GatedLayerExecutor {
     /// out = x[:, k]·W[n, k]ᵀ + b[n] with optional K and N index maps; outputs outside `nIndex` are 0.
     private func runMapped(x: UnsafePointer<Float>, batch: Int, inDim: Int, kIndex: [Int32]?,
                            weight: UnsafePointer<Float>, bias: UnsafePointer<Float>, outDim: Int, nIndex: [Int32]?,
-                           relu: Bool, out: UnsafeMutablePointer<Float>, layer: Int) -> KernelCost {
-        if nIndex != nil {
-            recorder?.begin(.gather, layer: layer)
-            out.update(repeating: 0, count: batch * outDim)
-            recorder?.end(.gather, layer: layer)
-        }
+                           relu: Bool, out: UnsafeMutablePointer<Float>) -> KernelCost {
+        if nIndex != nil { out.update(repeating: 0, count: batch * outDim) }
         let n = nIndex?.count ?? outDim, k = kIndex?.count ?? inDim
         guard n > 0 else { return .zero }
         if k == 0 {  // no live inputs: bias (+ReLU) only
@@ -182,18 +242,14 @@ final class GatedLayerExecutor {
     /// Per gate block: gather the samples that have it on, one GEMM per block.
     private func blockGather(x: UnsafePointer<Float>, batch: Int, inDim: Int, kIndex: [Int32]?,
                              weight: UnsafePointer<Float>, bias: UnsafePointer<Float>, outDim: Int,
-                             mask p: PerSampleMask, relu: Bool, out: UnsafeMutablePointer<Float>, layer: Int) -> KernelCost {
-        recorder?.begin(.gather, layer: layer)
+                             mask p: PerSampleMask, relu: Bool, out: UnsafeMutablePointer<Float>) -> KernelCost {
         out.update(repeating: 0, count: batch * outDim)
-        recorder?.end(.gather, layer: layer)
         var cost = KernelCost.zero
         let k = kIndex?.count ?? inDim
         if rowScratch.count < batch { rowScratch = [Int32](repeating: 0, count: batch) }
         for g in 0..<p.gates {
             var rows = 0
-            recorder?.begin(.gather, layer: layer)
             for i in 0..<batch where p.bits[i * p.gates + g] != 0 { rowScratch[rows] = Int32(i); rows += 1 }
-            recorder?.end(.gather, layer: layer)
             guard rows > 0 else { continue }
             let j0 = g * p.granularity, width = p.unitsIn(gate: g)
             if k == 0 {  // no live inputs: bias (+ReLU) only
