@@ -13,6 +13,7 @@ struct DGPerf: ParsableCommand {
             SweepCommand.self, TableCommand.self, PlotCommand.self, CompareCommand.self, BaselineCommand.self,
             MergeCommand.self, TrainCommand.self, EvalCommand.self, GemmCommand.self, TopoCommand.self,
             PoolBenchCommand.self, KernelCommand.self, SlurmCommand.self,
+            ProfileCommand.self, PeakCommand.self,
         ],
         // `dgperf --sweep …` has no subcommand name, so it lands here (SweepCommand checks for --sweep).
         // Declaring the sweep flags on the root instead would make them shadow subcommands' own

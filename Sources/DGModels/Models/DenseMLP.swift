@@ -3,7 +3,7 @@ import DGRuntime
 
 /// Plain MLP inference: Linear+ReLU per hidden layer, then the classifier layer.
 /// (Dropout models are identical at inference: inverted dropout scales during training.)
-public final class DenseMLP: InferenceModel {
+public final class DenseMLP: InferenceModel, PhaseProfiled {
     public let spec: ModelSpec
     let engine: GemmEngine
     /// weights[l] is out×in row-major; biases[l] has `out` entries.
@@ -12,6 +12,7 @@ public final class DenseMLP: InferenceModel {
     private var scratch: [AlignedBuffer] = []
     /// Packs each layer's weights once (shared with the gated models, so dense and gated compare like for like).
     private let layers: GatedLayerExecutor
+    public var phaseRecorder: PhaseRecorder?
 
     /// Random (He-initialised, seeded) weights.
     public init(spec: ModelSpec, engine: GemmEngine, seed: UInt64) {
@@ -50,12 +51,15 @@ public final class DenseMLP: InferenceModel {
         for l in 0..<(dims.count - 1) {
             let last = l == dims.count - 2
             let out = last ? output : scratch[l].reserve(batch * dims[l + 1])
-            cost = cost + weights[l].withUnsafeBufferPointer { w in
+            phaseRecorder?.begin(.gemm, layer: l)
+            let layerCost = weights[l].withUnsafeBufferPointer { w in
                 biases[l].withUnsafeBufferPointer { b in
                     layers.linearDense(x: x, batch: batch, inDim: dims[l], weight: w.baseAddress!, bias: b.baseAddress!,
                                        outDim: dims[l + 1], relu: !last, out: out)
                 }
             }
+            phaseRecorder?.end(.gemm, layer: l, cost: layerCost)
+            cost = cost + layerCost
             x = UnsafePointer(out)
         }
         return ForwardReport(cost: CostBreakdown(useful: cost), activeFraction: 1, notes: ["strategy": "dense"])

@@ -1,4 +1,5 @@
 import DGKernels
+import DGRuntime
 
 /// Which units of a layer are live. Gate-level for per-sample masks (G units per gate).
 enum UnitMask {
@@ -67,6 +68,8 @@ final class GatedLayerExecutor {
     let sparse: SparseEngine
     static let blockGatherMinimum = 16
     private var rowScratch: [Int32] = []
+    /// Set by the owning model while profiled (see `PhaseProfiled`).
+    var recorder: PhaseRecorder?
     private var packedCache: [PackKey: PackedWeights] = [:]
 
     private struct PackKey: Hashable {
@@ -106,7 +109,8 @@ final class GatedLayerExecutor {
     /// (inverted-dropout scaling of the random control; 1 otherwise).
     func linear(x: UnsafePointer<Float>, batch: Int, inDim: Int, inMask: UnitMask,
                 weight: UnsafePointer<Float>, bias: UnsafePointer<Float>, outDim: Int, outMask: UnitMask,
-                relu: Bool, scale: Float = 1, out: UnsafeMutablePointer<Float>) -> Result {
+                relu: Bool, scale: Float = 1, out: UnsafeMutablePointer<Float>, layer: Int = 0) -> Result {
+        recorder?.begin(.gemm, layer: layer)
         let b = batch
         var inMask = inMask, outMask = outMask
         if b == 1, case .perSample(let p) = outMask { outMask = .shared(p.unitList(sample: 0)) }
@@ -135,7 +139,12 @@ final class GatedLayerExecutor {
         }
         let final = result ?? mappedLinear(x: x, batch: b, inDim: inDim, inMask: inMask, weight: weight, bias: bias,
                                            outDim: outDim, outMask: outMask, relu: relu, out: out)
-        if scale != 1 { for i in 0..<(b * outDim) { out[i] *= scale } }
+        if scale != 1 {
+            recorder?.begin(.activation, layer: layer)
+            for i in 0..<(b * outDim) { out[i] *= scale }
+            recorder?.end(.activation, layer: layer)
+        }
+        recorder?.end(.gemm, layer: layer, cost: final.cost.total)
         return final
     }
 

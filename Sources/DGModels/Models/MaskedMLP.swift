@@ -4,7 +4,7 @@ import Glibc
 
 /// MLP inference with a unit mask per hidden layer: DynamicGate (learned or synthetic gates) and the
 /// random-structural control. Gate → mask → only the live units run (see `GatedLayerExecutor`).
-public final class MaskedMLP: InferenceModel {
+public final class MaskedMLP: InferenceModel, PhaseProfiled {
     public enum MaskSource: Sendable {
         /// The trained gate predictor decides (DynamicGate).
         case learnedGates
@@ -23,6 +23,9 @@ public final class MaskedMLP: InferenceModel {
     private let gateLogits = AlignedBuffer(), gateRank = AlignedBuffer()
     /// When true, `lastGateBits[l]` keeps the last call's gate-level mask (batch × gates) per hidden layer.
     public var recordMasks = false
+    public var phaseRecorder: PhaseRecorder? {
+        didSet { layerExecutor.recorder = phaseRecorder }
+    }
     public private(set) var lastGateBits: [[UInt8]] = []
 
     public init(network: Network, engine: GemmEngine, masks: MaskSource, seed: UInt64) {
@@ -48,7 +51,9 @@ public final class MaskedMLP: InferenceModel {
         if recordMasks { lastGateBits = [] }
         for l in 0..<spec.hidden.count {
             let D = dims[l], H = dims[l + 1]
+            phaseRecorder?.begin(.mask, layer: l)
             let (mask, gateCost, bits) = try buildMask(layer: l, input: x, batch: batch)
+            phaseRecorder?.end(.mask, layer: l)
             cost += CostBreakdown(overhead: gateCost)
             if recordMasks { lastGateBits.append(bits) }
             let out = hiddenOut[l].reserve(batch * H)
@@ -56,7 +61,7 @@ public final class MaskedMLP: InferenceModel {
             let r = layerExecutor.linear(x: x, batch: batch, inDim: D, inMask: inMask,
                                          weight: network.param("hidden.\(l).weight").value,
                                          bias: network.param("hidden.\(l).bias").value, outDim: H, outMask: mask,
-                                         relu: true, scale: scale, out: out)
+                                         relu: true, scale: scale, out: out, layer: l)
             cost += r.cost
             notes["strategy.\(l)"] = r.strategy
             activeSum += activeFraction(mask, batch: batch, units: H)
@@ -65,7 +70,7 @@ public final class MaskedMLP: InferenceModel {
         }
         let r = layerExecutor.linear(x: x, batch: batch, inDim: dims[dims.count - 2], inMask: inMask,
                                      weight: network.param("output.weight").value, bias: network.param("output.bias").value,
-                                     outDim: spec.classes, outMask: .all, relu: false, out: output)
+                                     outDim: spec.classes, outMask: .all, relu: false, out: output, layer: spec.hidden.count)
         cost += r.cost
         notes["strategy.output"] = r.strategy
         return ForwardReport(cost: cost, activeFraction: activeSum / Double(spec.hidden.count), notes: notes)
@@ -95,14 +100,18 @@ public final class MaskedMLP: InferenceModel {
         case .learnedGates:
             shared = network.gatePredictor == .staticLogits
             let z = gateLogits.reserve(batch * G)
+            phaseRecorder?.begin(.gate, layer: l)
             cost = try predictGates(layer: l, input: input, batch: batch, into: z)
+            phaseRecorder?.end(.gate, layer: l, cost: cost)
             bits = thresholdGates(z, count: batch * G)
             if spec.minKeep > 0 { applyMinKeep(z: z, bits: &bits, batch: batch, gates: G) }
         case .syntheticGates, .random:
             shared = spec.maskKind == .shared
             if masks == .syntheticGates {
                 let z = gateLogits.reserve(batch * G)
+                phaseRecorder?.begin(.gate, layer: l)
                 cost = try predictGates(layer: l, input: input, batch: batch, into: z)
+                phaseRecorder?.end(.gate, layer: l, cost: cost)
                 decisionSink &+= thresholdGates(z, count: batch * G).count
             }
             bits = syntheticBits(layer: l, batch: batch, gates: G, shared: shared)
@@ -188,7 +197,7 @@ public final class MaskedMLP: InferenceModel {
 /// Switch-MoE inference on `MoEEngine`: router (overhead), top-k with capacity (rank-major, token order — the
 /// same plan as training's `RoutingPlan`), per-expert GEMM pairs on gathered rows with pre-packed expert weights,
 /// weighted combine. Tokens dropped at every choice get no expert output (counted in notes).
-public final class SwitchMoEMLP: InferenceModel {
+public final class SwitchMoEMLP: InferenceModel, PhaseProfiled {
     public let spec: ModelSpec
     let network: Network
     let engine: GemmEngine
@@ -196,6 +205,8 @@ public final class SwitchMoEMLP: InferenceModel {
     private let weights: MoEWeights
     private let packed: MoEPackedWeights
     private let config: MoEConfig
+    /// Profiled as one `gemm` phase of layer 0 for now: router, dispatch and combine run inside `MoEEngine`.
+    public var phaseRecorder: PhaseRecorder?
 
     public init(network: Network, engine: GemmEngine) throws {
         self.network = network; spec = network.spec; self.engine = engine
@@ -221,7 +232,9 @@ public final class SwitchMoEMLP: InferenceModel {
         guard batch >= 1 else { throw ModelError.invalidArgument("batch must be ≥ 1 (got \(batch))") }
         let r: MoEReport
         do {
+            phaseRecorder?.begin(.gemm, layer: 0)
             r = try moe.forward(input: input, tokens: batch, weights: weights, config: config, packed: packed, output: output)
+            phaseRecorder?.end(.gemm, layer: 0, cost: r.cost.total)
         } catch {
             throw ModelError.invalidArgument("MoE forward: \(error)")
         }
