@@ -118,8 +118,34 @@ extension SweepSpec {
             cells = cells.filter { keys.contains($0.key) || ($0.model == .dense && groups.contains($0.groupKey)) }
         }
         guard let shard, shard.count > 1 else { return cells }
-        var groupOrder: [String: Int] = [:]
-        for c in expandCells() where groupOrder[c.groupKey] == nil { groupOrder[c.groupKey] = groupOrder.count }
-        return cells.filter { groupOrder[$0.groupKey]! % shard.count == shard.index - 1 }
+        let assignment = shardAssignment(count: shard.count)
+        return cells.filter { assignment[$0.groupKey] == shard.index - 1 }
+    }
+
+    /// Shape group → shard (0-based): whole groups (so each shard keeps its dense references), balanced by
+    /// estimated measuring time with a deterministic longest-first greedy (`balancedShards`), not by count.
+    public func shardAssignment(count: Int) -> [String: Int] {
+        var order: [String] = []
+        var cost: [String: Double] = [:]
+        for c in expandCells() {
+            if cost[c.groupKey] == nil { order.append(c.groupKey) }
+            cost[c.groupKey, default: 0] += estimatedSeconds(c)
+        }
+        var result: [String: Int] = [:]
+        for (s, groups) in balancedShards(cellCosts: order.map { cost[$0]! }, count: count).enumerated() {
+            for g in groups { result[order[g]] = s }
+        }
+        return result
+    }
+
+    /// Rough wall time to measure one cell under the repetition policy: warm-up, then the time budget or
+    /// `minReps` samples of at least one call (dense-equivalent MACs at ~100 GMAC/s per thread), whichever is longer.
+    func estimatedSeconds(_ c: Cell) -> Double {
+        let dims = [inputFeatures] + c.hidden + [classes]
+        var macs = 0.0
+        for l in 0..<(dims.count - 1) { macs += Double(c.batch * dims[l] * dims[l + 1]) }
+        let call = max(macs / (100e9 * Double(c.threads)), 2e-6)
+        let sample = max(repetition.minSampleSeconds, call)
+        return repetition.warmupSeconds + max(repetition.budgetSeconds, Double(repetition.minReps) * sample)
     }
 }

@@ -1,4 +1,5 @@
 import DGModels
+import DGRuntime
 import FoundationEssentials
 
 /// The sweep as the user typed it (strings straight from flags); `resolve()` validates everything
@@ -114,7 +115,17 @@ extension SweepRequest {
         if custom && specFile == nil { spec.preset = "custom (from \(preset ?? "default"))" }
         spec = spec.deduplicated()
         try spec.validate()
-        let shard = try shard.map(Shard.parse)
+        let shard = try shard.map { text -> Shard in
+            guard text == "auto" else { return try Shard.parse(text) }
+            // `--shard auto`: the scheduler's array index (Slurm, or an indexed Job) picks the slice.
+            do {
+                let a = try ShardEnvironment.resolve(ProcessInfo.processInfo.environment)
+                printStandardError("dgperf: --shard auto → \(a.index)/\(a.count) from \(a.source)")
+                return Shard(index: a.index, count: a.count)
+            } catch let e as ShardEnvironmentError {
+                throw HarnessError.usage(e.message)
+            }
+        }
         var filter: [String]?
         if let cellsFrom {
             let text = try AtomicFile.read(cellsFrom)

@@ -17,3 +17,11 @@ public enum RuntimeWarnings {
         return first
     }
 }
+
+/// Writes one line to stderr (unbuffered, so it never interleaves mid-line with buffered stdout output
+/// that was flushed before). Library and CLI code use this instead of each rolling their own.
+public func printStandardError(_ line: String) {
+    fflush(nil)  // all output streams, stdout included (naming `stdout` is not concurrency-safe in Swift 6)
+    let text = line.hasSuffix("\n") ? line : line + "\n"
+    _ = text.withCString { write(2, $0, strlen($0)) }
+}

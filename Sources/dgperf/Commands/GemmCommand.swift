@@ -188,14 +188,4 @@ func requireOptimizedBuild() throws {
     do { try BuildIdentity.requireOptimized() } catch let e as HarnessError { throw ValidationError(e.message) }
 }
 
-func printError(_ s: String) {
-    var stderr = StandardError()
-    print(s, to: &stderr)
-}
-
-struct StandardError: TextOutputStream {
-    mutating func write(_ string: String) {
-        var bytes = Array(string.utf8)
-        _ = bytes.withUnsafeMutableBytes { Glibc.write(2, $0.baseAddress, $0.count) }
-    }
-}
+func printError(_ s: String) { printStandardError(s) }
