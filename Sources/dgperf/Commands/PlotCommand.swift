@@ -42,22 +42,32 @@ struct PlotCommand: ParsableCommand {
             let dir = output ?? (AtomicFile.isDirectory(results) ? results : String(results.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")))
             let outDir = dir.isEmpty ? "." : dir
             try AtomicFile.makeWritableDirectory(outDir)
-            let (figures, skipped) = Plots.all(r)
-            let converter = noPng ? nil : PNGConverter.find()
-            for f in figures {
-                let svg = outDir + "/" + f.name + ".svg"
-                try AtomicFile.write(f.svg, to: svg)
-                print(svg)
-                if let converter {
-                    let png = outDir + "/" + f.name + ".png"
-                    if converter.convert(svg, png) { print(png) } else { printErr("note: \(converter.name) could not convert \(svg)") }
-                }
-            }
-            for s in skipped { printErr("not plotted: \(s)") }
-            if converter == nil && !noPng { printErr("note: no rsvg-convert or convert on PATH, wrote SVG only") }
+            let figures = try writeFigures(r, to: outDir, png: !noPng, verbose: true)
             if figures.isEmpty { throw HarnessError(.data, "nothing to plot in '\(results)': no measured cells") }
         }
     }
+}
+
+/// Writes every figure of `results` into `dir` (SVG, plus PNG when asked and a converter exists); returns the
+/// figures written. Shared by `dgperf plot` and the end of `dgperf --sweep`.
+@discardableResult
+func writeFigures(_ results: RunResults, to dir: String, png: Bool, verbose: Bool) throws -> [Plots.Figure] {
+    let (figures, skipped) = Plots.all(results)
+    let converter = png ? PNGConverter.find() : nil
+    for f in figures {
+        let svg = dir + "/" + f.name + ".svg"
+        try AtomicFile.write(f.svg, to: svg)
+        if verbose { print(svg) }
+        if let converter {
+            let pngPath = dir + "/" + f.name + ".png"
+            if converter.convert(svg, pngPath) { if verbose { print(pngPath) } } else { printErr("note: \(converter.name) could not convert \(svg)") }
+        }
+    }
+    if verbose {
+        for s in skipped { printErr("not plotted: \(s)") }
+        if converter == nil && png { printErr("note: no rsvg-convert or convert on PATH, wrote SVG only") }
+    }
+    return figures
 }
 
 /// Runs an SVG→PNG converter found on PATH.

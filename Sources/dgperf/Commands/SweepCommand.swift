@@ -101,8 +101,9 @@ enum SweepRun {
             case .completed:
                 if !options.quiet { print(table.render(results)) }
                 let failed = results.cells.filter { $0.status == .failed }
-                printErr("wrote \(store.resultsPath), results.csv, table.md (\(results.cells.count) cells\(failed.isEmpty ? "" : ", \(failed.count) FAILED"))")
-                printErr("next: dgperf table \(store.resultsPath) --format latex | dgperf plot \(store.resultsPath)")
+                let figures = (try? writeFigures(results, to: dir, png: false, verbose: false))?.count ?? 0
+                printErr("wrote \(store.resultsPath), results.csv, table.md, \(figures) SVG plots (\(results.cells.count) cells\(failed.isEmpty ? "" : ", \(failed.count) FAILED"))")
+                printErr("next: dgperf table \(store.resultsPath) --format latex  ·  dgperf plot \(store.resultsPath) (adds PNGs)  ·  dgperf compare BASE.json \(store.resultsPath)")
                 if !failed.isEmpty { throw ExitCode(1) }
             case .interrupted(let done, let total):
                 printErr("\ninterrupted: \(done) of \(total) cells are in \(store.resultsPath); continue with: dgperf sweep --resume --output \(dir) (and the same flags)")
