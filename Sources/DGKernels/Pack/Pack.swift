@@ -20,10 +20,40 @@ enum Pack {
                 let r3 = a.base + a.physicalRow(i0 + p * 6 + 3) * a.rowStride + p0
                 let r4 = a.base + a.physicalRow(i0 + p * 6 + 4) * a.rowStride + p0
                 let r5 = a.base + a.physicalRow(i0 + p * 6 + 5) * a.rowStride + p0
-                var o = out
+                // Four k at a time: six SIMD4 loads, transposed into six SIMD4 stores of k-major output.
+                var o = UnsafeMutableRawPointer(out)
+                var k = 0
+                while k + 4 <= kc {
+                    let a0 = UnsafeRawPointer(r0 + k).loadUnaligned(as: SIMD4<Float>.self)
+                    let a1 = UnsafeRawPointer(r1 + k).loadUnaligned(as: SIMD4<Float>.self)
+                    let a2 = UnsafeRawPointer(r2 + k).loadUnaligned(as: SIMD4<Float>.self)
+                    let a3 = UnsafeRawPointer(r3 + k).loadUnaligned(as: SIMD4<Float>.self)
+                    let a4 = UnsafeRawPointer(r4 + k).loadUnaligned(as: SIMD4<Float>.self)
+                    let a5 = UnsafeRawPointer(r5 + k).loadUnaligned(as: SIMD4<Float>.self)
+                    o.storeBytes(of: SIMD4(a0[0], a1[0], a2[0], a3[0]), as: SIMD4<Float>.self)
+                    o.storeBytes(of: SIMD4(a4[0], a5[0], a0[1], a1[1]), toByteOffset: 16, as: SIMD4<Float>.self)
+                    o.storeBytes(of: SIMD4(a2[1], a3[1], a4[1], a5[1]), toByteOffset: 32, as: SIMD4<Float>.self)
+                    o.storeBytes(of: SIMD4(a0[2], a1[2], a2[2], a3[2]), toByteOffset: 48, as: SIMD4<Float>.self)
+                    o.storeBytes(of: SIMD4(a4[2], a5[2], a0[3], a1[3]), toByteOffset: 64, as: SIMD4<Float>.self)
+                    o.storeBytes(of: SIMD4(a2[3], a3[3], a4[3], a5[3]), toByteOffset: 80, as: SIMD4<Float>.self)
+                    o += 96; k += 4
+                }
+                var q = o.assumingMemoryBound(to: Float.self)
+                while k < kc {
+                    q[0] = r0[k]; q[1] = r1[k]; q[2] = r2[k]; q[3] = r3[k]; q[4] = r4[k]; q[5] = r5[k]
+                    q += 6; k += 1
+                }
+                continue
+            }
+            if a.rowStride == 1 && a.rowIndex == nil {
+                // Column-major A (a transposed operand, e.g. dYᵀ in the weight gradient): each k is
+                // MR contiguous floats.
+                let colBase = a.base + (i0 + p * mr)
                 for k in 0..<kc {
-                    o[0] = r0[k]; o[1] = r1[k]; o[2] = r2[k]; o[3] = r3[k]; o[4] = r4[k]; o[5] = r5[k]
-                    o += 6
+                    let src = colBase + a.physicalCol(p0 + k) * a.colStride
+                    let o = out + k * mr
+                    for i in 0..<rows { o[i] = src[i] }
+                    if rows < mr { for i in rows..<mr { o[i] = 0 } }
                 }
                 continue
             }
