@@ -133,36 +133,7 @@ final class PeerTests: XCTestCase {
         defer { p.finish() }
         XCTAssertEqual(p.implementations, [.numpy])
         XCTAssertTrue(p.blasSummary[.numpy]?.contains("OpenBLAS core") == true, "\(p.blasSummary)")
-        let spec = PeerTests.spec()
-        let cells: [(Cell, String)] = [
-            (Cell(model: .dense, hidden: [17], batch: 5, threads: 1), "dense"),
-            (Cell(model: .dropout, hidden: [17], batch: 1, threads: 1), "dense"),
-            (Cell(model: .dg, hidden: [17], batch: 5, threads: 1, activeFraction: 0.5, granularity: 4, maskKind: .perSample), "dense-then-mask+gate-predictor"),
-            (Cell(model: .dg, hidden: [17], batch: 5, threads: 1, activeFraction: 0.5, granularity: 1, maskKind: .shared), "gather+gate-predictor"),
-            (Cell(model: .dg, hidden: [17], batch: 1, threads: 1, activeFraction: 0.25, granularity: 4, maskKind: .perSample), "gather+gate-predictor"),
-            (Cell(model: .random, hidden: [12, 9], batch: 6, threads: 1, activeFraction: 0.5, granularity: 1, maskKind: .shared), "gather"),
-            (Cell(model: .random, hidden: [12, 9], batch: 6, threads: 1, activeFraction: 0.3, granularity: 2, maskKind: .perSample), "dense-then-mask"),
-            (Cell(model: .moe, hidden: [16], batch: 7, threads: 1, activeFraction: 0.5, experts: 4, topK: 2), "switch-top2"),
-            (Cell(model: .moe, hidden: [16], batch: 9, threads: 1, activeFraction: 0.25, experts: 4, topK: 1), "switch-top1"),
-        ]
-        for (cell, strategy) in cells {
-            var s = spec
-            s.experts = cell.experts ?? s.experts; s.topK = cell.topK ?? s.topK
-            let records = try p.measure(cell, spec: s, impls: [.numpy], peakGflopsPerCore: 50, now: "t")
-            XCTAssertEqual(records.count, 1)
-            let r = try XCTUnwrap(records.first)
-            XCTAssertEqual(r.status, .ok, "\(cell.key): \(r.reason ?? "")")
-            XCTAssertEqual(r.impl, .numpy)
-            XCTAssertEqual(r.key, cell.key + " impl=numpy")
-            XCTAssertEqual(r.notes["strategy"], strategy, cell.key)
-            XCTAssertTrue(r.notes["crossCheck"]?.hasPrefix("ok") == true, "\(cell.key): \(r.notes["crossCheck"] ?? "no check")")
-            XCTAssertEqual(r.notes["threads"], "1")
-            let t = try XCTUnwrap(r.timing)
-            XCTAssertGreaterThanOrEqual(t.samples.count, 3, "min reps of the policy")
-            XCTAssertLessThanOrEqual(t.samples.count, 6, "max reps of the policy")
-            XCTAssertTrue(t.samples.allSatisfy { $0 > 0 && $0 < 1 })
-            XCTAssertNotNil(r.cost)
-        }
+        try checkEveryModelKind(p, impl: .numpy)
     }
 
     /// The protocol end to end through the runner: dgperf records (fake timings) plus numpy records with `impl`,
@@ -271,9 +242,63 @@ final class PeerTests: XCTestCase {
         XCTAssertEqual(peer.status, .skipped)
         XCTAssertTrue(peer.reason?.contains("boom: simulated crash") == true, peer.reason ?? "")
         XCTAssertTrue(warnings.contains { $0.contains("peers skipped for") }, "\(warnings)")
+        // The worker's log is kept for the user (and named); remove it here.
+        let kept = try XCTUnwrap(warnings.first { $0.hasPrefix("peer worker logs kept in ") })
+        let logDir = String(kept.dropFirst("peer worker logs kept in ".count))
+        XCTAssertTrue(AtomicFile.exists(logDir + "/worker-t1.log"))
+        try FileManager.default.removeItem(atPath: logDir)
+    }
+
+    /// PyTorch (when importable, e.g. after scripts/setup-torch.sh) matches dgperf on every model kind too.
+    func testTorchWorkerMatchesDgperfWhenTorchIsInstalled() throws {
+        let python = PythonPeers.defaultPython() ?? "python3"
+        guard let (_, status) = try? Subprocess.run([python, "-c", "import torch, numpy"], stderr: .discard), status == 0 else {
+            throw XCTSkip("torch is not importable by \(python) (opt-in: scripts/setup-torch.sh)")
+        }
+        let p = PythonPeers(requested: [.torch], kernels: try KernelSet.select(.auto), spec: PeerTests.spec(), python: python,
+                            script: PeerTests.workerScript, warn: { _ in })
+        defer { p.finish() }
+        XCTAssertEqual(p.implementations, [.torch])
+        XCTAssertTrue(p.blasSummary[.torch]?.contains("BLAS") == true, "\(p.blasSummary)")
+        try checkEveryModelKind(p, impl: .torch)
     }
 
     // MARK: Helpers
+
+    /// Odd shapes (13 → 17 → 5, G = 4 leaves a partial last gate, two hidden layers for the gathered K side),
+    /// every model kind and mask path: the peer's output matches dgperf's within 1e-4 and is timed by the policy.
+    func checkEveryModelKind(_ p: PythonPeers, impl: Implementation) throws {
+        let spec = PeerTests.spec()
+        let cells: [(Cell, String)] = [
+            (Cell(model: .dense, hidden: [17], batch: 5, threads: 1), "dense"),
+            (Cell(model: .dropout, hidden: [17], batch: 1, threads: 1), "dense"),
+            (Cell(model: .dg, hidden: [17], batch: 5, threads: 1, activeFraction: 0.5, granularity: 4, maskKind: .perSample), "dense-then-mask+gate-predictor"),
+            (Cell(model: .dg, hidden: [17], batch: 5, threads: 1, activeFraction: 0.5, granularity: 1, maskKind: .shared), "gather+gate-predictor"),
+            (Cell(model: .dg, hidden: [17], batch: 1, threads: 1, activeFraction: 0.25, granularity: 4, maskKind: .perSample), "gather+gate-predictor"),
+            (Cell(model: .random, hidden: [12, 9], batch: 6, threads: 1, activeFraction: 0.5, granularity: 1, maskKind: .shared), "gather"),
+            (Cell(model: .random, hidden: [12, 9], batch: 6, threads: 1, activeFraction: 0.3, granularity: 2, maskKind: .perSample), "dense-then-mask"),
+            (Cell(model: .moe, hidden: [16], batch: 7, threads: 1, activeFraction: 0.5, experts: 4, topK: 2), "switch-top2"),
+            (Cell(model: .moe, hidden: [16], batch: 9, threads: 1, activeFraction: 0.25, experts: 4, topK: 1), "switch-top1"),
+        ]
+        for (cell, strategy) in cells {
+            var s = spec
+            s.experts = cell.experts ?? s.experts; s.topK = cell.topK ?? s.topK
+            let records = try p.measure(cell, spec: s, impls: [impl], peakGflopsPerCore: 50, now: "t")
+            XCTAssertEqual(records.count, 1)
+            let r = try XCTUnwrap(records.first)
+            XCTAssertEqual(r.status, .ok, "\(cell.key): \(r.reason ?? "")")
+            XCTAssertEqual(r.impl, impl)
+            XCTAssertEqual(r.key, cell.key + " impl=\(impl.rawValue)")
+            XCTAssertEqual(r.notes["strategy"], strategy, cell.key)
+            XCTAssertTrue(r.notes["crossCheck"]?.hasPrefix("ok") == true, "\(cell.key): \(r.notes["crossCheck"] ?? "no check")")
+            XCTAssertEqual(r.notes["threads"], "1")
+            guard let t = r.timing else { continue }  // the status assertion above already failed
+            XCTAssertGreaterThanOrEqual(t.samples.count, 3, "min reps of the policy")
+            XCTAssertLessThanOrEqual(t.samples.count, 6, "max reps of the policy")
+            XCTAssertTrue(t.samples.allSatisfy { $0 > 0 && $0 < 1 })
+            XCTAssertNotNil(r.cost)
+        }
+    }
 
     /// A protocol-speaking stand-in for peer_worker.py (no numpy needed): outputs zeros, optional crash.
     static func fakeBody(impls: [String], errors: [String: String] = [:], crashOn: String? = nil) -> String {
