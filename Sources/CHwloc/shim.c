@@ -4,6 +4,11 @@
 #include <unistd.h>
 #include <sys/syscall.h>
 #include <sys/resource.h>
+#include <errno.h>
+#include <string.h>
+#if defined(__linux__)
+#include <linux/perf_event.h>
+#endif
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #endif
@@ -43,4 +48,29 @@ int dg_thread_context_switches(long *voluntary, long *involuntary) {
     *voluntary = ru.ru_nvcsw;
     *involuntary = ru.ru_nivcsw;
     return 0;
+}
+
+int dg_perf_event_open(uint32_t type, uint64_t config) {
+#if defined(__linux__) && defined(SYS_perf_event_open)
+    struct perf_event_attr attr;
+    memset(&attr, 0, sizeof attr);
+    attr.size = sizeof attr;
+    attr.type = type;
+    attr.config = config;
+    /* User space only for hardware events; software events (context switches) happen in the kernel. */
+    attr.exclude_kernel = type == 0;
+    attr.exclude_hv = type == 0;
+    attr.inherit = 1;
+    long fd = syscall(SYS_perf_event_open, &attr, 0, -1, -1, 0);
+    return fd < 0 ? -errno : (int)fd;
+#else
+    (void)type; (void)config;
+    return -ENOSYS;
+#endif
+}
+
+int dg_perf_event_read(int fd, uint64_t *value) {
+    ssize_t n = read(fd, value, sizeof *value);
+    if (n == (ssize_t)sizeof *value) return 0;
+    return n < 0 ? -errno : -EIO;
 }

@@ -65,7 +65,7 @@ extension SweepRequest {
             guard layers >= 1, layers <= 64 else { throw HarnessError.usage("--layers must be 1…64 (got \(layers)), e.g. --layers 2") }
         }
         if let hidden {
-            spec.hidden = try Parse.list(hidden, flag: "--hidden", example: "512,2048") { try Parse.hiddenShape($0, layers: layers ?? 2) }
+            spec.hidden = try Parse.list(hidden, flag: "--hidden", example: "512,2048") { try Parse.hiddenShape($0, layers: layers ?? 1) }
             custom = true
         } else if let layers {
             spec.hidden = spec.hidden.map { Array(repeating: $0[0], count: layers) }; custom = true

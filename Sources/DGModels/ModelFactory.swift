@@ -21,17 +21,17 @@ public enum ModelFactory {
     }
 
     /// Inference model over trained parameters.
-    public static func build(_ network: Network, engine: GemmEngine, seed: UInt64 = 1) -> InferenceModel {
+    public static func build(_ network: Network, engine: GemmEngine, seed: UInt64 = 1) throws -> InferenceModel {
         switch network.spec.kind {
         case .dense, .dropout: return DenseMLP(network: network, engine: engine)
         case .random: return MaskedMLP(network: network, engine: engine, masks: .random, seed: seed)
         case .dg: return MaskedMLP(network: network, engine: engine, masks: .learnedGates, seed: seed)
-        case .moe: return SwitchMoEMLP(network: network, engine: engine)
+        case .moe: return try SwitchMoEMLP(network: network, engine: engine)
         }
     }
 
     /// Loads a weight file written by `dgperf train` (see `WeightFile`); throws `WeightFileError` with the fix.
     public static func load(_ weightsFile: String, engine: GemmEngine) throws -> InferenceModel {
-        build(try WeightFile.read(path: weightsFile).network, engine: engine)
+        try build(try WeightFile.read(path: weightsFile).network, engine: engine)
     }
 }

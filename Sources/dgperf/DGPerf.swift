@@ -12,7 +12,8 @@ struct DGPerf: ParsableCommand {
         subcommands: [
             SweepCommand.self, TableCommand.self, PlotCommand.self, CompareCommand.self, BaselineCommand.self,
             MergeCommand.self, TrainCommand.self, EvalCommand.self, GemmCommand.self, TopoCommand.self,
-            PoolBenchCommand.self,
+            PoolBenchCommand.self, KernelCommand.self, SlurmCommand.self,
+            ProfileCommand.self, PeakCommand.self,
         ],
         // `dgperf --sweep …` has no subcommand name, so it lands here (SweepCommand checks for --sweep).
         // Declaring the sweep flags on the root instead would make them shadow subcommands' own

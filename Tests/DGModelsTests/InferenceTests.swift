@@ -33,7 +33,7 @@ final class InferenceTests: XCTestCase {
                 for i in 0..<p.count { p.value[i] = bias != 0 && p.name.hasSuffix("bias") ? bias : (rng.nextFloat() - 0.5) * 3 }
             }
             if gate == "static" { for i in 0..<hidden[0] { net.param("gate.0.logits").value[i] = i % 3 == 0 ? 2 : -2 } }
-            let model = ModelFactory.build(net, engine: makeEngine(threads: threads))
+            let model = try ModelFactory.build(net, engine: makeEngine(threads: threads))
             let x = randomInputs(batch * 17, seed: UInt64(batch))
             let (out, report) = try forward(model, x, batch: batch)
             let ref = ReferenceModel(net).mlpLogits(x.map(Double.init), rows: batch).0
@@ -48,7 +48,7 @@ final class InferenceTests: XCTestCase {
         let spec = ModelSpec(kind: .dg, inputFeatures: 6, hidden: [10], classes: 3, gate: "full", minKeep: 1)
         let net = try Network(spec: spec, seed: 2)
         for i in 0..<10 { net.param("gate.0.bias").value[i] = -40 }
-        let model = ModelFactory.build(net, engine: makeEngine()) as! MaskedMLP
+        let model = try ModelFactory.build(net, engine: makeEngine()) as! MaskedMLP
         model.recordMasks = true
         let x = randomInputs(4 * 6, seed: 3)
         let (out, report) = try forward(model, x, batch: 4)
@@ -110,7 +110,7 @@ final class InferenceTests: XCTestCase {
                 let net = try Network(spec: spec, seed: 3)
                 var rng = SplitMix64(seed: 2)
                 for i in 0..<net.param("router.weight").count { net.param("router.weight").value[i] = rng.nextGaussian() }
-                let model = ModelFactory.build(net, engine: makeEngine(threads: threads))
+                let model = try ModelFactory.build(net, engine: makeEngine(threads: threads))
                 let (mo, mr) = try forward(model, x, batch: batch)
                 let ref = ReferenceModel(net).moe(x.map(Double.init), rows: batch, lbWeight: 0, zWeight: 0)
                 assertClose(mo, ref.logits, "moe top-\(topK) batch \(batch)")

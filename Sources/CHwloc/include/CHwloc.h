@@ -21,6 +21,15 @@ uint64_t dg_xgetbv0(void);
 /// Returns 0 on success, -1 when the kernel does not report per-thread usage.
 int dg_thread_context_switches(long *voluntary, long *involuntary);
 
+/// perf_event_open(2) for the calling process (pid 0, any CPU; hardware events count user space only), enabled at once,
+/// inherited by threads created afterwards. `type`/`config` as in linux/perf_event.h (0 = hardware,
+/// 1 = software). Returns the fd, or -errno when the kernel refuses (ENOENT/EOPNOTSUPP: no such counter,
+/// e.g. no PMU in a VM; EACCES/EPERM: perf_event_paranoid; ENOSYS: no perf events at all).
+int dg_perf_event_open(uint32_t type, uint64_t config);
+
+/// Reads a counter fd opened by dg_perf_event_open. Returns 0 on success, -errno otherwise.
+int dg_perf_event_read(int fd, uint64_t *value);
+
 /// Time-stamp counter (RDTSC): ~10 ns to read versus ~45 ns for clock_gettime in a VM, so per-job busy
 /// time costs little. Only meaningful with an invariant TSC (see CycleClock). 0 when not x86.
 static inline uint64_t dg_rdtsc(void) {

@@ -15,12 +15,43 @@ public final class GemmEngine: @unchecked Sendable {
     /// Below this many MACs a call runs on one worker: fork-join would cost more than it saves.
     public var parallelThresholdMACs = 1 << 17
 
+    /// Profiling hook (`dgperf profile`): when true, time spent packing panels is added to `packTicks`,
+    /// wall-attributed per call as the mean over the workers that packed. Off: one branch per packed block.
+    public var measuresPacking = false
+    /// Cumulative packing time in `CycleClock` ticks while `measuresPacking` was on.
+    public private(set) var packTicks: UInt64 = 0
+    /// Per-slot packing ticks of the running call, one cache line per slot (no false sharing).
+    private let slotPackNanos: UnsafeMutablePointer<UInt64>
+
     public init(kernels: KernelSet, executor: ParallelExecutor = SerialExecutor()) {
         self.kernels = kernels
         self.executor = executor
         aBuffers = (0..<executor.workerCount).map { _ in AlignedBuffer() }
         bBuffers = (0..<executor.workerCount).map { _ in AlignedBuffer() }
         tileBuffers = (0..<executor.workerCount).map { _ in AlignedBuffer(capacity: kernels.mr * kernels.nr * 2) }
+        slotPackNanos = .allocate(capacity: 8 * executor.workerCount)
+        slotPackNanos.initialize(repeating: 0, count: 8 * executor.workerCount)
+    }
+
+    deinit { slotPackNanos.deallocate() }
+
+    /// Runs one GEMM call; with `measuresPacking`, adds its wall-attributed packing time to `packTicks`.
+    @inline(__always)
+    private func attributingPackTime(_ body: () -> Void) {
+        guard measuresPacking else { body(); return }
+        for s in 0..<workerCount { slotPackNanos[8 * s] = 0 }
+        body()
+        var sum: UInt64 = 0, packers: UInt64 = 0
+        for s in 0..<workerCount where slotPackNanos[8 * s] > 0 { sum &+= slotPackNanos[8 * s]; packers += 1 }
+        if packers > 0 { packTicks &+= sum / packers }
+    }
+
+    @inline(__always)
+    private func timedPack(slot: Int, _ pack: () -> Void) {
+        guard measuresPacking else { pack(); return }
+        let t0 = CycleClock.now()
+        pack()
+        slotPackNanos[8 * slot] &+= CycleClock.now() &- t0
     }
 
     public var workerCount: Int { executor.workerCount }
@@ -71,7 +102,7 @@ public final class GemmEngine: @unchecked Sendable {
             gemvPath(n: n, k: k, a: a, b: b, c: c, epilogue: epilogue)
             return cost
         }
-        blockedPath(m: m, n: n, k: k, a: a, b: b, c: c, epilogue: epilogue)
+        attributingPackTime { blockedPath(m: m, n: n, k: k, a: a, b: b, c: c, epilogue: epilogue) }
         return cost
     }
 
@@ -141,13 +172,13 @@ public final class GemmEngine: @unchecked Sendable {
             for pc in stride(from: 0, to: k, by: kcStep) {
                 let kc = min(kcStep, k - pc)
                 let first = pc == 0, last = pc + kc == k
-                Pack.packB(b, j0: jc, nc: nc, p0: pc, kc: kc, nr: nr, panelRange: 0..<nPanels, into: bPacked)
+                timedPack(slot: slot) { Pack.packB(b, j0: jc, nc: nc, p0: pc, kc: kc, nr: nr, panelRange: 0..<nPanels, into: bPacked) }
                 let blockEpilogue = Epilogue(beta: first ? epilogue.beta : 1,
                                              bias: last ? epilogue.bias : nil, biasIndex: epilogue.biasIndex,
                                              relu: last && epilogue.relu)
                 for ic in stride(from: rows.lowerBound, to: m, by: bp.mc) {
                     let mc = min(bp.mc, m - ic)
-                    Pack.packA(a, i0: ic, mc: mc, p0: pc, kc: kc, mr: mr, into: aPacked)
+                    timedPack(slot: slot) { Pack.packA(a, i0: ic, mc: mc, p0: pc, kc: kc, mr: mr, into: aPacked) }
                     let panels = PanelSource(base: bPacked, panelStride: kc * nr, kOffset: 0, panelIndex: nil,
                                              firstColumn: jc, nr: nr, columnLimit: jc + nc)
                     macroKernel(mc: mc, kc: kc, ic: ic, panels: panels, panelRange: 0..<nPanels,
@@ -254,7 +285,7 @@ public final class GemmEngine: @unchecked Sendable {
                                          panelIndex: panelIndex, firstColumn: 0, nr: nr, columnLimit: packed.n)
                 for ic in stride(from: rows.lowerBound, to: rows.upperBound, by: bp.mc) {
                     let mc = min(bp.mc, rows.upperBound - ic)
-                    Pack.packA(a, i0: ic, mc: mc, p0: pc, kc: kc, mr: mr, into: aPacked)
+                    self.timedPack(slot: slot) { Pack.packA(a, i0: ic, mc: mc, p0: pc, kc: kc, mr: mr, into: aPacked) }
                     self.macroKernel(mc: mc, kc: kc, ic: ic, panels: source, panelRange: panelRange,
                                      aPacked: aPacked, c: c, epilogue: blockEpilogue, slot: slot)
                 }
@@ -282,14 +313,16 @@ public final class GemmEngine: @unchecked Sendable {
             if workers <= 1 { rowBody(0..<selected, 0) } else { executor.parallelFor(selected, grain: 2, rowBody) }
             return cost
         }
-        if workers <= 1 {
-            body(0..<m, 0..<selected, 0)
-        } else if splitN {
-            executor.parallelFor(selected, grain: 1) { range, slot in body(0..<m, range, slot) }
-        } else {
-            executor.run(tasks: workers) { t in
-                let lo = min(m, mTiles * t / workers * mr), hi = min(m, mTiles * (t + 1) / workers * mr)
-                if lo < hi { body(lo..<hi, 0..<selected, t) }
+        attributingPackTime {
+            if workers <= 1 {
+                body(0..<m, 0..<selected, 0)
+            } else if splitN {
+                executor.parallelFor(selected, grain: 1) { range, slot in body(0..<m, range, slot) }
+            } else {
+                executor.run(tasks: workers) { t in
+                    let lo = min(m, mTiles * t / workers * mr), hi = min(m, mTiles * (t + 1) / workers * mr)
+                    if lo < hi { body(lo..<hi, 0..<selected, t) }
+                }
             }
         }
         return cost

@@ -1,4 +1,5 @@
 import DGKernels
+import DGRuntime
 
 /// Which units of a layer are live. Gate-level for per-sample masks (G units per gate).
 enum UnitMask {
@@ -23,6 +24,24 @@ struct PerSampleMask {
         for g in 0..<gates where bits[i * gates + g] != 0 { n += unitsIn(gate: g) }
         return n
     }
+    /// Active units over the whole batch. Bits are 0/1 bytes, so eight of them sum with one multiply
+    /// (the top byte of w·0x0101…01); the partial last gate of each row is weighted by its width.
+    var activeUnitsTotal: Int {
+        bits.withUnsafeBytes { raw in
+            let n = raw.count
+            var total = 0, i = 0
+            while i + 8 <= n {
+                let w = raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+                total &+= Int((w &* 0x0101_0101_0101_0101) >> 56)
+                i += 8
+            }
+            while i < n { total &+= raw[i] != 0 ? 1 : 0; i += 1 }
+            var last = 0
+            for r in 0..<batch where raw[r * gates + gates - 1] != 0 { last += 1 }
+            return (total - last) * granularity + last * unitsIn(gate: gates - 1)
+        }
+    }
+
     /// Shared unit list for sample `i` (used at batch 1).
     func unitList(sample i: Int) -> [Int32] {
         var u: [Int32] = []
@@ -33,39 +52,115 @@ struct PerSampleMask {
     }
 }
 
-/// Runs one (possibly masked) linear layer `out = x·Wᵀ + b` on the GEMM engine, computing only live units
-/// where it can, and accounts useful vs wasted MACs.
+/// Runs one (possibly masked) linear layer `out = x·Wᵀ + b` and accounts useful vs overhead vs wasted MACs.
 ///
-/// This is the one place that decides how gated matmuls execute (the switch to DGKernels' SparseEngine /
-/// MoEEngine happens here). Strategies today:
-/// - shared masks → column map on W (outputs) and K-side maps on x and W (inputs): O(active);
-/// - per-sample output masks at batch 1 → the same, with that sample's units;
-/// - per-sample output masks with G ≥ `blockGatherMinimum` → per gate block, gather the samples that
-///   have it on (row map on x, row scatter on out): O(active);
-/// - otherwise dense-then-mask: the whole product, then zero the masked outputs (the masked MACs are `wasted`).
-/// Per-sample *input* masks (the previous layer's) are zeros in x: the product runs over all K and the
-/// zero part is counted as wasted.
+/// This is the one place that decides how gated matmuls execute:
+/// - output-side masks (a gated hidden layer, input unmasked) → `SparseEngine.gatedLinear`: shared masks gather
+///   (or select whole pre-packed panels), per-sample masks go through the calibrated cost model
+///   (dense-then-mask / unit-major / sample-major);
+/// - input-side masks (the layer after a gated one) → `SparseEngine.maskedInputLinear` (K-side sparsity);
+/// - both sides masked (deep gated stacks) → the GEMM with index maps below (K gather for shared input masks,
+///   dense over K with the zeros counted as wasted for per-sample input masks).
+/// Weights are packed once per layer (`packed(_:n:k:)`), as any inference engine does; the dense baseline
+/// (`DenseMLP`, `linearDense`) uses the same packed weights, so the comparison is like for like.
 final class GatedLayerExecutor {
     let engine: GemmEngine
+    let sparse: SparseEngine
     static let blockGatherMinimum = 16
     private var rowScratch: [Int32] = []
+    /// Set by the owning model while profiled (see `PhaseProfiled`).
+    var recorder: PhaseRecorder?
+    private var packedCache: [PackKey: PackedWeights] = [:]
 
-    init(engine: GemmEngine) { self.engine = engine }
+    private struct PackKey: Hashable {
+        let address: UInt
+        let n: Int
+        let k: Int
+    }
+
+    init(engine: GemmEngine) {
+        self.engine = engine
+        sparse = SparseEngine(gemm: engine)
+    }
 
     struct Result {
         var cost: CostBreakdown
         var strategy: String
     }
 
+    /// W (n×k row-major) packed for this engine's kernels, once per weight buffer. The weights must not change
+    /// afterwards (inference models never mutate them).
+    func packed(_ w: UnsafePointer<Float>, n: Int, k: Int) -> PackedWeights {
+        let key = PackKey(address: UInt(bitPattern: w), n: n, k: k)
+        if let p = packedCache[key] { return p }
+        let p = engine.packWeights(w, n: n, k: k, ldw: k)
+        packedCache[key] = p
+        return p
+    }
+
+    /// Dense `out = x·Wᵀ + b` (ReLU optional) on pre-packed weights.
+    func linearDense(x: UnsafePointer<Float>, batch: Int, inDim: Int, weight: UnsafePointer<Float>,
+                     bias: UnsafePointer<Float>?, outDim: Int, relu: Bool, out: UnsafeMutablePointer<Float>) -> KernelCost {
+        engine.gemm(m: batch, a: .rowMajor(x, ld: inDim), packed: packed(weight, n: outDim, k: inDim),
+                    c: OutputOperand(base: out, rowStride: outDim), epilogue: Epilogue(bias: bias, relu: relu))
+    }
+
     /// `out` is batch × outDim (full width; masked outputs are written as 0). `scale` multiplies live outputs
     /// (inverted-dropout scaling of the random control; 1 otherwise).
     func linear(x: UnsafePointer<Float>, batch: Int, inDim: Int, inMask: UnitMask,
                 weight: UnsafePointer<Float>, bias: UnsafePointer<Float>, outDim: Int, outMask: UnitMask,
-                relu: Bool, scale: Float = 1, out: UnsafeMutablePointer<Float>) -> Result {
+                relu: Bool, scale: Float = 1, out: UnsafeMutablePointer<Float>, layer: Int = 0) -> Result {
+        recorder?.begin(.gemm, layer: layer)
         let b = batch
         var inMask = inMask, outMask = outMask
         if b == 1, case .perSample(let p) = outMask { outMask = .shared(p.unitList(sample: 0)) }
         if b == 1, case .perSample(let p) = inMask { inMask = .shared(p.unitList(sample: 0)) }
+        var result: Result? = nil
+        switch (inMask, outMask) {
+        case (.all, .all):
+            result = Result(cost: CostBreakdown(useful: linearDense(x: x, batch: b, inDim: inDim, weight: weight, bias: bias,
+                                                                    outDim: outDim, relu: relu, out: out)),
+                            strategy: "dense")
+        case (.all, _):
+            if let mask = gateMask(outMask, batch: b, units: outDim),
+               let r = try? sparse.gatedLinear(input: x, batch: b, inFeatures: inDim, weights: weight, bias: bias,
+                                               units: outDim, mask: mask, relu: relu, layout: .scattered,
+                                               packed: packed(weight, n: outDim, k: inDim), output: out) {
+                result = Result(cost: r.cost, strategy: r.strategy.rawValue)
+            }
+        case (_, .all) where !relu:
+            if let mask = gateMask(inMask, batch: b, units: inDim),
+               let r = try? sparse.maskedInputLinear(input: x, layout: .scattered, batch: b, units: inDim, weights: weight,
+                                                     bias: bias, outFeatures: outDim, mask: mask, output: out) {
+                result = Result(cost: r.cost, strategy: "k-" + r.strategy.rawValue)
+            }
+        default:
+            break
+        }
+        let final = result ?? mappedLinear(x: x, batch: b, inDim: inDim, inMask: inMask, weight: weight, bias: bias,
+                                           outDim: outDim, outMask: outMask, relu: relu, out: out)
+        if scale != 1 {
+            recorder?.begin(.activation, layer: layer)
+            for i in 0..<(b * outDim) { out[i] *= scale }
+            recorder?.end(.activation, layer: layer)
+        }
+        recorder?.end(.gemm, layer: layer, cost: final.cost.total)
+        return final
+    }
+
+    /// The kernels' mask type for a model mask (nil for `.all`).
+    private func gateMask(_ m: UnitMask, batch: Int, units: Int) -> GateMask? {
+        switch m {
+        case .all: return nil
+        case .shared(let u): return try? GateMask.shared(activeBlocks: u, granularity: 1, units: units)
+        case .perSample(let p): return try? GateMask.perSample(bits: p.bits, batch: batch, granularity: p.granularity, units: units)
+        }
+    }
+
+    /// Both sides masked (or a case the sparse engine does not take): the GEMM with index maps.
+    private func mappedLinear(x: UnsafePointer<Float>, batch b: Int, inDim: Int, inMask: UnitMask,
+                              weight: UnsafePointer<Float>, bias: UnsafePointer<Float>, outDim: Int, outMask: UnitMask,
+                              relu: Bool, out: UnsafeMutablePointer<Float>) -> Result {
         let result: Result
         switch (inMask, outMask) {
         case (.perSample(let pin), _):
@@ -108,7 +203,6 @@ final class GatedLayerExecutor {
                 result = Result(cost: split(executed, useful: useful), strategy: "dense-then-mask")
             }
         }
-        if scale != 1 { for i in 0..<(b * outDim) { out[i] *= scale } }
         return result
     }
 

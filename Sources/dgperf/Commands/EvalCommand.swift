@@ -42,7 +42,7 @@ struct EvalCommand: ParsableCommand {
             test = try Dataset.load(.test, directory: dataDir)
         } catch { throw ValidationError("\(error)") }
         let spec = file.header.spec
-        let model = ModelFactory.build(file.network, engine: engine, seed: file.header.seed)
+        let model = try ModelFactory.build(file.network, engine: engine, seed: file.header.seed)
         let ev: Evaluation, times: [Double]
         do {
             ev = try Evaluation.run(model, data: test, batch: batch)

@@ -12,13 +12,31 @@ struct PlotCommand: ParsableCommand {
         Examples:
           dgperf plot results/20250101-120000-host/results.json            # next to results.json
           dgperf plot results/…/results.json --output docs/img --no-png
+          dgperf plot --roofline prof.json --output roofline.svg      # from `dgperf profile --output prof.json`
         """
     )
-    @Argument(help: "results.json (or its directory).") var results: String
-    @Option(help: "Directory for the figures (default: the results directory).") var output: String?
+    @Argument(help: "results.json (or its directory).") var results: String?
+    @Option(help: "Directory for the figures (default: the results directory); with --roofline, the SVG file.") var output: String?
     @Flag(help: "Do not convert to PNG.") var noPng = false
+    @Option(help: "A profile JSON (`dgperf profile --output`): plot its phases on the measured roofline.") var roofline: String?
+
+    func validate() throws {
+        guard (results == nil) != (roofline == nil) else {
+            throw ValidationError("pass either a results.json or --roofline PROFILE.json (exactly one)")
+        }
+    }
 
     func run() throws {
+        if let roofline {
+            try reportingHarnessErrors {
+                let report = try ProfileReport.load(roofline)
+                let svg = output ?? (roofline.hasSuffix(".json") ? String(roofline.dropLast(5)) : roofline) + "-roofline.svg"
+                try AtomicFile.write(RooflinePlot.svg(report), to: svg)
+                print(svg)
+            }
+            return
+        }
+        let results = self.results!
         try reportingHarnessErrors {
             let r = try ResultsStore.load(results)
             let dir = output ?? (AtomicFile.isDirectory(results) ? results : String(results.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")))

@@ -11,7 +11,7 @@ struct SweepOptions: ParsableArguments {
     @Option(help: "JSON spec file (fields of SweepSpec over a preset, e.g. {\"preset\":\"quick\",\"batches\":[1,64]}).") var spec: String?
     @Option(help: "Models: dense,dropout,dg,random,moe.") var models: String?
     @Option(help: "Hidden widths, e.g. 512,2048 (each repeated --layers times) or 1024/512 for explicit layers.") var hidden: String?
-    @Option(help: "Hidden layers per model when --hidden gives one width (default 2).") var layers: Int?
+    @Option(help: "Hidden layers per model when --hidden gives one width (default 1: 784→H→10, as in the paper).") var layers: Int?
     @Option(help: "Batch sizes, e.g. 1,32,256.") var batch: String?
     @Option(help: "Active fractions r of gated units, 0 < r ≤ 1, e.g. 0.5,0.25,0.1.") var active: String?
     @Option(help: "Sparsities s = 1 − r, 0 ≤ s < 1 (instead of --active), e.g. 0.5,0.9.") var sparsity: String?

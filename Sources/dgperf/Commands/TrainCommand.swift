@@ -108,7 +108,7 @@ struct TrainCommand: ParsableCommand {
             reports.append(r)
             print("  \(Format.pad(String(e + 1), 5))  \(Format.padRight(f(r.lambda, 4), 7))  \(f(r.loss, 4))   \(f(r.trainAccuracy, 4))     \(f(r.activeFraction, 3))    \(f(r.seconds, 3))    \(f(100 * r.gemmSeconds / r.seconds, 1))   \(f(100 * r.optimizerSeconds / r.seconds, 1))    \(f(100 * r.dataSeconds / r.seconds, 1))")
         }
-        let inference = ModelFactory.build(network, engine: engine, seed: seed)
+        let inference = try ModelFactory.build(network, engine: engine, seed: seed)
         let ev = try Evaluation.run(inference, data: testSet, batch: 256)
         let fastest = reports.min { $0.seconds < $1.seconds }!
         let metrics = TrainingMetrics(testAccuracy: ev.accuracy, trainLoss: reports.last!.loss, meanActiveFraction: ev.meanActive,

@@ -1,0 +1,382 @@
+import DGRuntime
+
+/// Counts over a per-sample mask that the cost model and the accounting need, in one pass over the bits
+/// (O(batch × blocks) byte reads, no allocation per sample).
+struct MaskStats {
+    let batch: Int
+    let units: Int
+    let blocks: Int
+    let granularity: Int
+    /// Active (sample, unit) pairs.
+    var activePairs = 0
+    /// Maximal runs of consecutive active units, summed over samples (one gemv call each in sample-major).
+    var runs = 0
+    /// Σ over runs of (run length mod 4) — rows the gemv kernel computes one at a time (estimated for G not a multiple of 4).
+    var leftoverRows = 0
+    /// Samples using block j.
+    var blockUsers: [Int]
+    /// Blocks per wide group (enough adjacent blocks to fill NR columns) and samples using each wide group.
+    let wideBlocksPerGroup: Int
+    var wideUsers: [Int]
+
+    init(_ mask: GateMask, wideBlocksPerGroup bpg: Int) {
+        batch = mask.batch; units = mask.units; blocks = mask.blockCount; granularity = mask.granularity
+        wideBlocksPerGroup = max(1, bpg)
+        blockUsers = [Int](repeating: 0, count: blocks)
+        wideUsers = [Int](repeating: 0, count: (blocks + wideBlocksPerGroup - 1) / wideBlocksPerGroup)
+        let lastWidth = units - (blocks - 1) * granularity
+        var activeBlocks = 0, lastActive = 0, runs = 0
+        let blocks = self.blocks, wide = wideBlocksPerGroup
+        // Bits are 0/1 (GateMask normalises them), so every count below is a sum of bytes:
+        // simple loops the compiler vectorises, no data-dependent branches.
+        blockUsers.withUnsafeMutableBufferPointer { users in
+            wideUsers.withUnsafeMutableBufferPointer { wideU in
+                mask.bits.withUnsafeBufferPointer { bits in
+                    for b in 0..<batch {
+                        let row = bits.baseAddress! + b * blocks
+                        var active: UInt32 = 0, starts: UInt32 = UInt32(row[0])
+                        for j in 0..<blocks { users[j] &+= Int(row[j]); active &+= UInt32(row[j]) }
+                        for j in 1..<max(1, blocks) { starts &+= UInt32(row[j] & (row[j - 1] ^ 1)) }
+                        activeBlocks += Int(active); runs += Int(starts)
+                        lastActive += Int(row[blocks - 1])
+                        if wide > 1 {
+                            var j0 = 0, gi = 0
+                            while j0 < blocks {
+                                let j1 = min(j0 + wide, blocks)
+                                var any: UInt8 = 0
+                                for j in j0..<j1 { any |= row[j] }
+                                wideU[gi] &+= Int(any)
+                                j0 = j1; gi += 1
+                            }
+                        }
+                    }
+                    if wide == 1 { for j in 0..<blocks { wideU[j] = users[j] } }
+                }
+            }
+        }
+        self.runs = runs
+        activePairs = activeBlocks * granularity - lastActive * (granularity - lastWidth)
+        // Runs are whole blocks: with G a multiple of 4 only the partial last block leaves single rows;
+        // otherwise estimate 1.5 leftover rows per run (run lengths mod 4 of short random runs), capped by the pairs.
+        leftoverRows = granularity % 4 == 0 ? lastActive * (lastWidth % 4) : min(activePairs, runs * 3 / 2)
+    }
+
+    func blockWidth(_ j: Int) -> Int { min((j + 1) * granularity, units) - j * granularity }
+}
+
+/// Calls `body(start, length)` for each maximal run of active units of one sample's mask row, in order.
+@inline(__always)
+func forEachRun(_ row: UnsafePointer<UInt8>, blocks: Int, granularity g: Int, units: Int, _ body: (Int, Int) -> Void) {
+    var j = 0
+    while j < blocks {
+        if row[j] == 0 { j += 1; continue }
+        var j2 = j + 1
+        while j2 < blocks && row[j2] != 0 { j2 += 1 }
+        let s = j * g
+        body(s, min(j2 * g, units) - s)
+        j = j2
+    }
+}
+
+/// Unit-major grouping: `blocksPerGroup` adjacent blocks form one group (so narrow blocks still fill a
+/// micro-tile's NR columns); a group's rows are the samples that use any of its blocks.
+/// Rows that use only some blocks of a group compute the others too — those MACs are `wasted`.
+struct UnitGroups {
+    let blocksPerGroup: Int
+    var lo: [Int] = []
+    var hi: [Int] = []
+    var rows: [Int32] = []
+    var rowOffsets: [Int] = [0]
+    /// Σ rows × width: the MACs per input feature these groups execute.
+    var computedPairs = 0
+
+    init(_ mask: GateMask, blocksPerGroup: Int) {
+        self.blocksPerGroup = blocksPerGroup
+        let blocks = mask.blockCount, g = mask.granularity
+        mask.bits.withUnsafeBufferPointer { bits in
+            var j0 = 0
+            while j0 < blocks {
+                let j1 = min(j0 + blocksPerGroup, blocks)
+                let first = rows.count
+                for b in 0..<mask.batch {
+                    let row = bits.baseAddress! + b * blocks
+                    for j in j0..<j1 where row[j] != 0 { rows.append(Int32(b)); break }
+                }
+                if rows.count > first {
+                    let l = j0 * g, h = min(j1 * g, mask.units)
+                    lo.append(l); hi.append(h); rowOffsets.append(rows.count)
+                    computedPairs += (rows.count - first) * (h - l)
+                }
+                j0 = j1
+            }
+        }
+    }
+    var count: Int { lo.count }
+}
+
+extension SparseEngine {
+    // MARK: - Per-sample, layer 1
+
+    func perSampleLayer1(x: UnsafePointer<Float>, batch: Int, d: Int, w: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                         h: Int, mask: GateMask, relu: Bool, strategy: PerSampleStrategy, packed: PackedWeights?,
+                         out: UnsafeMutablePointer<Float>) -> SparseReport {
+        let g = mask.granularity, blocks = mask.blockCount, nr = gemm.kernels.nr
+        let wide = g < nr ? max(1, nr / g) : 1
+        // Pre-packed weights serve a grouping whose groups start on panel boundaries.
+        let exactAligned = packed != nil && g % nr == 0
+        let wideAligned = packed != nil && (wide * g) % nr == 0
+        let stats = MaskStats(mask, wideBlocksPerGroup: wide)
+        let pairs = stats.activePairs
+        let maskBytes = batch * blocks
+        let denseMACs = batch * h * d
+        let useful = KernelCost(macs: pairs * d, bytesRead: 4 * (batch * d + pairs * d), bytesWritten: 4 * pairs)
+        var predicted: [String: Double] = [:]
+        var chosen = strategy
+        // Unit-major grouping (exact blocks, or `wide` adjacent blocks per group to fill NR columns): the model picks.
+        var blocksPerGroup = 1
+        if strategy == .auto || strategy == .unitMajor {
+            let model = costModel
+            let tExact = predictUnitMajor1(model, stats, wide: false, packedB: exactAligned, d: d)
+            let tWide = wide > 1 ? predictUnitMajor1(model, stats, wide: true, packedB: wideAligned, d: d) : .infinity
+            blocksPerGroup = tWide < tExact ? wide : 1
+            if strategy == .auto {
+                let tDense = predictDense1(model, batch: batch, h: h, d: d, packedB: packed != nil)
+                let tUnit = min(tExact, tWide)
+                let tSample = predictSampleMajor1(model, stats, d: d)
+                predicted = [SparseStrategy.denseThenMask.rawValue: tDense, SparseStrategy.unitMajor.rawValue: tUnit,
+                             SparseStrategy.sampleMajor.rawValue: tSample]
+                let sparseBest = min(tUnit, tSample)
+                chosen = sparseBest < autoMargin * tDense ? (tUnit <= tSample ? .unitMajor : .sampleMajor) : .denseThenMask
+            }
+        }
+
+        switch chosen {
+        case .auto, .denseThenMask:
+            _ = denseLayer1(x: x, batch: batch, d: d, w: w, h: h, epilogue: Epilogue(bias: bias, relu: relu),
+                            packed: packed, out: out)
+            applyMask(out, mask: mask)
+            let cost = CostBreakdown(useful: useful,
+                                     overhead: KernelCost(bytesRead: maskBytes, bytesWritten: 4 * (batch * h - pairs)),
+                                     wasted: KernelCost(macs: denseMACs - pairs * d))
+            return SparseReport(strategy: .denseThenMask, cost: cost, denseMACs: denseMACs, activePairs: pairs,
+                                predictedSeconds: predicted)
+
+        case .unitMajor:
+            let groups = UnitGroups(mask, blocksPerGroup: blocksPerGroup)
+            let usePacked = blocksPerGroup == 1 ? exactAligned : wideAligned
+            let panelIds = usePacked ? (0..<packed!.panelCount).map { Int32($0) } : []
+            groups.rows.withUnsafeBufferPointer { rows in panelIds.withUnsafeBufferPointer { allPanels in
+                let body: (Range<Int>, GemmEngine, AlignedBuffer) -> Void = { range, engine, buffer in
+                    for gi in range {
+                        let lo = groups.lo[gi], width = groups.hi[gi] - lo
+                        let rowMap = rows.baseAddress! + groups.rowOffsets[gi]
+                        let m = groups.rowOffsets[gi + 1] - groups.rowOffsets[gi]
+                        // Into a compact tile (full micro-tiles store directly), then scatter whole rows:
+                        // the engine's scattered-C path stores element by element on every KC block.
+                        let tile = buffer.reserve(m * width)
+                        let aOp = MatrixOperand(base: x, rowStride: d, colStride: 1, rowIndex: rowMap)
+                        if usePacked {
+                            // Output columns are physical units: shift the tile's base so unit `lo` lands at column 0.
+                            let panels = UnsafeBufferPointer(rebasing: allPanels[(lo / nr)..<((groups.hi[gi] + nr - 1) / nr)])
+                            engine.gemm(m: m, a: aOp, packed: packed!, panels: panels,
+                                        c: OutputOperand(base: tile - lo, rowStride: width),
+                                        epilogue: Epilogue(bias: bias, relu: relu))
+                        } else {
+                            engine.gemm(m: m, n: width, k: d, a: aOp, b: .rowMajor(w + lo * d, ld: d, transposed: true),
+                                        c: OutputOperand(base: tile, rowStride: width),
+                                        epilogue: Epilogue(bias: bias.map { $0 + lo }, relu: relu))
+                        }
+                        for i in 0..<m { (out + Int(rowMap[i]) * h + lo).update(from: tile + i * width, count: width) }
+                    }
+                }
+                if workerCount > 1 && groups.count >= workerCount {
+                    gemm.executor.parallelFor(groups.count, grain: 1) { range, slot in
+                        body(range, self.slotEngines[slot], self.slotScratch[slot])
+                    }
+                } else {
+                    body(0..<groups.count, gemm, slotScratch[0])
+                }
+            }}
+            // Rows outside a group's union were never written, and union rows hold values for blocks they do not use.
+            applyMask(out, mask: mask)
+            let executed = groups.computedPairs * d
+            let cost = CostBreakdown(
+                useful: useful,
+                overhead: KernelCost(bytesRead: maskBytes + 4 * groups.rows.count * d,
+                                     bytesWritten: 4 * (groups.rows.count + batch * h - pairs)),
+                wasted: KernelCost(macs: executed - pairs * d))
+            return SparseReport(strategy: .unitMajor, cost: cost, denseMACs: denseMACs, activePairs: pairs,
+                                predictedSeconds: predicted)
+
+        case .sampleMajor:
+            let gemv = gemm.kernels.gemv
+            mask.bits.withUnsafeBufferPointer { bits in
+                let body: (Range<Int>, Int) -> Void = { range, _ in
+                    for b in range {
+                        let xb = x + b * d, ob = out + b * h
+                        var next = 0
+                        forEachRun(bits.baseAddress! + b * blocks, blocks: blocks, granularity: g, units: h) { s, len in
+                            if s > next { (ob + next).update(repeating: 0, count: s - next) }
+                            gemv(len, d, w + s * d, d, xb, ob + s, 0, bias.map { $0 + s }, relu)
+                            next = s + len
+                        }
+                        if h > next { (ob + next).update(repeating: 0, count: h - next) }
+                    }
+                }
+                if workerCount > 1 && pairs * d >= gemm.parallelThresholdMACs {
+                    gemm.executor.parallelFor(batch, grain: 1, body)
+                } else {
+                    body(0..<batch, 0)
+                }
+            }
+            let cost = CostBreakdown(
+                useful: useful,
+                overhead: KernelCost(bytesRead: maskBytes, bytesWritten: 4 * (batch * h - pairs)))
+            return SparseReport(strategy: .sampleMajor, cost: cost, denseMACs: denseMACs, activePairs: pairs,
+                                predictedSeconds: predicted)
+        }
+    }
+
+    /// Writes 0 into every inactive (sample, unit) entry of a batch × units output.
+    func applyMask(_ out: UnsafeMutablePointer<Float>, mask: GateMask) {
+        let blocks = mask.blockCount, g = mask.granularity, h = mask.units
+        mask.bits.withUnsafeBufferPointer { bits in
+            // Split over samples like the GEMM before it, or the pass would be the serial tail of a parallel layer.
+            let parallel = workerCount > 1 && mask.batch >= 2 && mask.batch * h * 64 >= gemm.parallelThresholdMACs
+            let body: (Range<Int>, Int) -> Void = { range, _ in for b in range {
+                let row = out + b * h, flags = bits.baseAddress! + b * blocks
+                if g == 1 {
+                    // Bitwise AND with an all-ones/all-zeros word: branch-free and vectorisable (and NaN-safe).
+                    let raw = UnsafeMutableRawPointer(row).assumingMemoryBound(to: UInt32.self)
+                    for u in 0..<h { raw[u] &= 0 &- UInt32(flags[u]) }
+                } else {
+                    for j in 0..<blocks where flags[j] == 0 {
+                        let lo = j * g
+                        (row + lo).update(repeating: 0, count: min(lo + g, h) - lo)
+                    }
+                }
+            } }
+            if parallel { gemm.executor.parallelFor(mask.batch, grain: 8, body) } else { body(0..<mask.batch, 0) }
+        }
+    }
+
+    // MARK: - Per-sample, layer 2
+
+    func perSampleLayer2(h hIn: UnsafePointer<Float>, batch: Int, units h: Int, v: UnsafePointer<Float>,
+                         bias: UnsafePointer<Float>?, c: Int, mask: GateMask, strategy: PerSampleStrategy,
+                         y: UnsafeMutablePointer<Float>) -> SparseReport {
+        let g = mask.granularity, blocks = mask.blockCount
+        let stats = MaskStats(mask, wideBlocksPerGroup: 1)
+        let pairs = stats.activePairs
+        let maskBytes = batch * blocks
+        let denseMACs = batch * h * c
+        let useful = KernelCost(macs: pairs * c, bytesRead: 4 * (pairs + pairs * c), bytesWritten: 4 * batch * c)
+        var predicted: [String: Double] = [:]
+        var chosen = strategy
+        if strategy == .auto {
+            let model = costModel
+            let tDense = model.passSeconds(bytes: 8 * batch * h)
+                + parallel(model.gemmSeconds(m: batch, n: c, k: h), tasks: batch * c * h >= gemm.parallelThresholdMACs ? workerCount : 1)
+            var tUnit = 0.0
+            for j in 0..<blocks { tUnit += model.gemmSeconds(m: stats.blockUsers[j], n: c, k: stats.blockWidth(j)) * model.gatherFactor }
+            // Layer 2 runs are the K dimension of each gemv (C rows): no leftover-row penalty beyond C's own.
+            let tSample = parallel(Double(stats.runs) * model.gemvSeconds(rows: c, k: 1)
+                                   + Double(pairs) * (model.gemvSeconds(rows: c, k: 2) - model.gemvSeconds(rows: c, k: 1)),
+                                   tasks: batch)
+            predicted = [SparseStrategy.denseThenMask.rawValue: tDense, SparseStrategy.unitMajor.rawValue: tUnit,
+                         SparseStrategy.sampleMajor.rawValue: tSample]
+            chosen = min(tUnit, tSample) < autoMargin * tDense ? (tUnit <= tSample ? .unitMajor : .sampleMajor) : .denseThenMask
+        }
+        let biasValue: (Int) -> Float = { j in bias.map { $0[j] } ?? 0 }
+        switch chosen {
+        case .auto, .denseThenMask:
+            // Inactive inputs must not leak in: copy h with them zeroed, then the dense product.
+            let hm = maskedInput.reserve(batch * h)
+            hm.update(from: hIn, count: batch * h)
+            applyMask(hm, mask: mask)
+            gemm.gemm(m: batch, n: c, k: h, a: .rowMajor(UnsafePointer(hm), ld: h), b: .rowMajor(v, ld: h, transposed: true),
+                      c: OutputOperand(base: y, rowStride: c), epilogue: Epilogue(bias: bias))
+            let cost = CostBreakdown(useful: useful,
+                                     overhead: KernelCost(bytesRead: maskBytes + 4 * batch * h, bytesWritten: 4 * batch * h),
+                                     wasted: KernelCost(macs: denseMACs - pairs * c))
+            return SparseReport(strategy: .denseThenMask, cost: cost, denseMACs: denseMACs, activePairs: pairs,
+                                predictedSeconds: predicted)
+        case .unitMajor:
+            let exact = UnitGroups(mask, blocksPerGroup: 1)
+            for b in 0..<batch { for j in 0..<c { y[b * c + j] = biasValue(j) } }
+            // Groups accumulate into the same rows of y, so they run one after another (each GEMM may split).
+            exact.rows.withUnsafeBufferPointer { rows in
+                for gi in 0..<exact.count {
+                    let lo = exact.lo[gi]
+                    let rowMap = rows.baseAddress! + exact.rowOffsets[gi]
+                    let m = exact.rowOffsets[gi + 1] - exact.rowOffsets[gi]
+                    let tile = slotScratch[0].reserve(m * c)
+                    gemm.gemm(m: m, n: c, k: exact.hi[gi] - lo,
+                              a: MatrixOperand(base: hIn + lo, rowStride: h, colStride: 1, rowIndex: rowMap),
+                              b: .rowMajor(v + lo, ld: h, transposed: true),
+                              c: OutputOperand(base: tile, rowStride: c))
+                    for i in 0..<m {
+                        let yr = y + Int(rowMap[i]) * c, tr = tile + i * c
+                        for j in 0..<c { yr[j] += tr[j] }
+                    }
+                }
+            }
+            let cost = CostBreakdown(useful: useful,
+                                     overhead: KernelCost(bytesRead: maskBytes, bytesWritten: 4 * exact.rows.count))
+            return SparseReport(strategy: .unitMajor, cost: cost, denseMACs: denseMACs, activePairs: pairs,
+                                predictedSeconds: predicted)
+        case .sampleMajor:
+            let gemv = gemm.kernels.gemv
+            mask.bits.withUnsafeBufferPointer { bits in
+                let body: (Range<Int>, Int) -> Void = { range, _ in
+                    for b in range {
+                        let yb = y + b * c, hb = hIn + b * h
+                        for j in 0..<c { yb[j] = biasValue(j) }
+                        forEachRun(bits.baseAddress! + b * blocks, blocks: blocks, granularity: g, units: h) { s, len in
+                            gemv(c, len, v + s, h, hb + s, yb, 1, nil, false)
+                        }
+                    }
+                }
+                if workerCount > 1 && pairs * c >= gemm.parallelThresholdMACs {
+                    gemm.executor.parallelFor(batch, grain: 1, body)
+                } else {
+                    body(0..<batch, 0)
+                }
+            }
+            let cost = CostBreakdown(useful: useful, overhead: KernelCost(bytesRead: maskBytes))
+            return SparseReport(strategy: .sampleMajor, cost: cost, denseMACs: denseMACs, activePairs: pairs,
+                                predictedSeconds: predicted)
+        }
+    }
+
+    // MARK: - Predictions (seconds) from the calibrated model
+
+    func parallel(_ t: Double, tasks: Int) -> Double { t / Double(max(1, min(tasks, workerCount))) }
+
+    func predictDense1(_ m: SparseCostModel, batch: Int, h: Int, d: Int, packedB: Bool) -> Double {
+        let tasks = batch * h * d >= gemm.parallelThresholdMACs ? workerCount : 1
+        return parallel(m.gemmSeconds(m: batch, n: h, k: d, packedB: packedB), tasks: tasks) + m.passSeconds(bytes: 4 * batch * h)
+    }
+
+    func predictUnitMajor1(_ m: SparseCostModel, _ s: MaskStats, wide: Bool, packedB: Bool, d: Int) -> Double {
+        var t = 0.0, groups = 0
+        if wide {
+            let bpg = s.wideBlocksPerGroup
+            for gi in 0..<s.wideUsers.count where s.wideUsers[gi] > 0 {
+                let lo = gi * bpg * s.granularity, hi = min((gi + 1) * bpg * s.granularity, s.units)
+                t += m.gemmSeconds(m: s.wideUsers[gi], n: hi - lo, k: d, packedB: packedB); groups += 1
+            }
+        } else {
+            for j in 0..<s.blocks where s.blockUsers[j] > 0 {
+                t += m.gemmSeconds(m: s.blockUsers[j], n: s.blockWidth(j), k: d, packedB: packedB); groups += 1
+            }
+        }
+        return parallel(t * m.gatherFactor, tasks: groups) + m.passSeconds(bytes: 4 * s.batch * s.units)
+    }
+
+    func predictSampleMajor1(_ m: SparseCostModel, _ s: MaskStats, d: Int) -> Double {
+        parallel(Double(s.runs) * m.gemvCall + Double((s.activePairs - s.leftoverRows) * d) * m.gemvMAC
+                 + Double(s.leftoverRows * d) * m.gemvRowMAC, tasks: s.batch)
+            + m.passSeconds(bytes: 4 * (s.batch * s.units - s.activePairs))
+    }
+}

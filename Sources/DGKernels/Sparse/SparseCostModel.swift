@@ -1,0 +1,229 @@
+import DGRuntime
+import FoundationEssentials
+import Glibc
+
+/// Linear time model of the two kernels every sparse strategy is made of, calibrated on this machine:
+/// - GEMM call: `gemmCall + paddedMACs·gemmMAC + packedFloats·gemmPack`, where padded MACs round m and n up
+///   to the register tile (the micro-kernel always runs full MR×NR tiles) and packed floats are (m + n)·k;
+/// - gemv call: `gemvCall + ⌊rows/4⌋·4·k·gemvMAC + (rows mod 4)·k·gemvRowMAC` (one matrix-vector product over
+///   contiguous weight rows; the kernel runs rows in fours, leftovers one at a time — latency-bound, slower per MAC);
+/// - memory pass (zeroing/copying outputs): `bytes·passByte`.
+/// Per-sample strategies are predicted by summing these over the calls they would make for the actual mask.
+public struct SparseCostModel: Sendable, Codable, Equatable {
+    public var fingerprint: String
+    public var mr: Int
+    public var nr: Int
+    public var gemmCall: Double
+    public var gemmMAC: Double
+    public var gemmPack: Double
+    public var gemvCall: Double
+    public var gemvMAC: Double
+    /// Seconds per MAC of a leftover single row (one accumulator chain).
+    public var gemvRowMAC: Double
+    public var passByte: Double
+    /// Measured / predicted time of a unit-major group call (row-gathered A, compact tile, row scatter), ≥ 1:
+    /// what the contiguous calibration shapes miss about small gathered GEMMs.
+    public var gatherFactor: Double
+
+    public init(fingerprint: String, mr: Int, nr: Int, gemmCall: Double, gemmMAC: Double, gemmPack: Double,
+                gemvCall: Double, gemvMAC: Double, gemvRowMAC: Double, passByte: Double, gatherFactor: Double = 1) {
+        self.fingerprint = fingerprint; self.mr = mr; self.nr = nr
+        self.gemmCall = gemmCall; self.gemmMAC = gemmMAC; self.gemmPack = gemmPack
+        self.gemvCall = gemvCall; self.gemvMAC = gemvMAC; self.gemvRowMAC = gemvRowMAC; self.passByte = passByte
+        self.gatherFactor = gatherFactor
+    }
+
+    /// Seconds for one serial `GemmEngine.gemm` call of this shape (m = 1 takes the gemv path).
+    /// `packedB`: the weights were packed beforehand, so only A is packed per call.
+    public func gemmSeconds(m: Int, n: Int, k: Int, packedB: Bool = false) -> Double {
+        guard m > 0 && n > 0 && k > 0 else { return 0 }
+        if m == 1 { return gemvSeconds(rows: n, k: k) }
+        let padded = Double((m + mr - 1) / mr * mr) * Double((n + nr - 1) / nr * nr) * Double(k)
+        return gemmCall + padded * gemmMAC + Double(((packedB ? 0 : n) + m) * k) * gemmPack
+    }
+
+    public func gemvSeconds(rows: Int, k: Int) -> Double {
+        guard rows > 0 && k > 0 else { return 0 }
+        return gemvCall + Double(rows / 4 * 4 * k) * gemvMAC + Double(rows % 4 * k) * gemvRowMAC
+    }
+
+    public func passSeconds(bytes: Int) -> Double { Double(bytes) * passByte }
+
+    /// Identifies the machine and configuration a calibration is valid for.
+    public static func fingerprint(kernels: KernelSet, workers: Int, cpu: CPUFeatures = .current) -> String {
+        "\(cpu.vendor) \(cpu.brand) family \(cpu.family) model \(cpu.model) | \(kernels.name) | \(kernels.blocking) | workers \(workers) | model v4"
+    }
+
+    /// Cached model for this fingerprint, or a fresh calibration (then cached; cache errors are ignored).
+    public static func loadOrCalibrate(kernels: KernelSet, workers: Int, cache: SparseCostModelCache?) -> SparseCostModel {
+        let fp = fingerprint(kernels: kernels, workers: workers)
+        if let cached = cache?.load(fingerprint: fp) { return cached }
+        let model = calibrate(kernels: kernels, fingerprint: fp)
+        cache?.store(model)
+        return model
+    }
+
+    /// Short micro-measurement (about 0.1 s): a few GEMM and gemv shapes on one core, least-squares fitted.
+    public static func calibrate(kernels: KernelSet, fingerprint: String) -> SparseCostModel {
+        let engine = GemmEngine(kernels: kernels)
+        // W spans 6.4 MB (beyond L2), like the wide layers whose rows sample-major streams per sample.
+        let maxM = 96, k = 784, rowsW = 2048
+        var rng = SplitMix64(seed: 7)
+        let a = (0..<(maxM * k)).map { _ in rng.nextFloat() - 0.5 }
+        let w = (0..<(rowsW * k)).map { _ in rng.nextFloat() - 0.5 }
+        var c = [Float](repeating: 0, count: maxM * rowsW)
+
+        // Best of several timed batches; each batch lasts ≥ ~0.3 ms so the clock resolution does not matter.
+        func best(_ body: () -> Void) -> Double {
+            body()
+            let single = max(timeSeconds(body), 1e-8)
+            let inner = max(1, Int(3e-4 / single))
+            var t = Double.infinity
+            for _ in 0..<5 {
+                let s = timeSeconds { for _ in 0..<inner { body() } }
+                t = min(t, s / Double(inner))
+            }
+            return t
+        }
+
+        var gemmRows: [([Double], Double)] = []
+        var gemvRows: [([Double], Double)] = []
+        var passTime = 0.0, gatherTime = 0.0
+        let passCount = 1 << 18
+        a.withUnsafeBufferPointer { ap in
+            w.withUnsafeBufferPointer { wp in
+                c.withUnsafeMutableBufferPointer { cp in
+                    let ab = ap.baseAddress!, wb = wp.baseAddress!, cb = cp.baseAddress!
+                    for (m, n, kk) in [(96, 128, 784), (48, 64, 784), (12, 32, 784), (6, 32, 64), (24, 256, 128), (6, 32, 8)] {
+                        let t = best {
+                            engine.gemm(m: m, n: n, k: kk, a: .rowMajor(ab, ld: k), b: .rowMajor(wb, ld: k, transposed: true),
+                                        c: OutputOperand(base: cb, rowStride: n))
+                        }
+                        let padded = Double((m + kernels.mr - 1) / kernels.mr * kernels.mr)
+                            * Double((n + kernels.nr - 1) / kernels.nr * kernels.nr) * Double(kk)
+                        gemmRows.append(([1, padded, Double((m + n) * kk)], t))
+                    }
+                    // gemv cycling over the whole weight matrix (as per-sample paths stream it), and tiny calls.
+                    for (rows, kk) in [(512, 784), (64, 784), (4, 16), (1, 784)] {
+                        var offset = 0
+                        let t = best {
+                            kernels.gemv(rows, kk, wb + offset * k, k, ab, cb, 0, nil, false)
+                            offset = (offset + rows) % (rowsW - rows + 1)
+                        }
+                        gemvRows.append(([1, Double(rows * kk)], t))
+                    }
+                    passTime = best { cb.update(repeating: 0, count: min(passCount, maxM * rowsW)) }
+                    // A unit-major group as the per-sample path runs it: 16 scattered rows × 32 units.
+                    let rows = (0..<16).map { Int32(($0 * 37) % maxM) }
+                    let tile = AlignedBuffer(capacity: 16 * 32)
+                    gatherTime = rows.withUnsafeBufferPointer { rp in
+                        best {
+                            engine.gemm(m: 16, n: 32, k: k, a: MatrixOperand(base: ab, rowStride: k, colStride: 1, rowIndex: rp.baseAddress),
+                                        b: .rowMajor(wb, ld: k, transposed: true), c: OutputOperand(base: tile.pointer, rowStride: 32))
+                            for i in 0..<16 { (cb + Int(rp[i]) * rowsW).update(from: tile.pointer + i * 32, count: 32) }
+                        }
+                    }
+                }
+            }
+        }
+        let g = leastSquares(gemmRows, parameters: 3)
+        let v = leastSquares(Array(gemvRows.prefix(3)), parameters: 2)  // whole groups of four rows
+        let single = max(0, (gemvRows[3].1 - v[0]) / 784)                 // one leftover row, k = 784
+        var model = SparseCostModel(fingerprint: fingerprint, mr: kernels.mr, nr: kernels.nr,
+                                    gemmCall: g[0], gemmMAC: g[1], gemmPack: g[2], gemvCall: v[0], gemvMAC: v[1], gemvRowMAC: single,
+                                    passByte: passTime / Double(4 * min(passCount, maxM * rowsW)))
+        model.gatherFactor = min(4, max(1, gatherTime / max(model.gemmSeconds(m: 16, n: 32, k: k), 1e-12)))
+        return model
+    }
+
+    /// Non-negative least squares in relative error (rows scaled by 1/t), by normal equations and clamping.
+    static func leastSquares(_ rows: [([Double], Double)], parameters p: Int) -> [Double] {
+        var active = [Bool](repeating: true, count: p)
+        var x = [Double](repeating: 0, count: p)
+        for _ in 0..<p {
+            var ata = [[Double]](repeating: [Double](repeating: 0, count: p), count: p)
+            var atb = [Double](repeating: 0, count: p)
+            for (f, t) in rows {
+                let s = 1 / max(t, 1e-12)
+                for i in 0..<p where active[i] {
+                    atb[i] += f[i] * s * s * t
+                    for j in 0..<p where active[j] { ata[i][j] += f[i] * s * f[j] * s }
+                }
+            }
+            for i in 0..<p where !active[i] { ata[i][i] = 1; atb[i] = 0 }
+            x = solve(ata, atb)
+            guard let neg = x.indices.first(where: { x[$0] < 0 }) else { break }
+            active[neg] = false
+        }
+        return x.map { max($0, 0) }
+    }
+
+    /// Gaussian elimination with partial pivoting for a small dense system.
+    static func solve(_ a0: [[Double]], _ b0: [Double]) -> [Double] {
+        var a = a0, b = b0
+        let n = b.count
+        for col in 0..<n {
+            let piv = (col..<n).max { abs(a[$0][col]) < abs(a[$1][col]) }!
+            a.swapAt(col, piv); b.swapAt(col, piv)
+            let d = a[col][col]
+            guard abs(d) > 1e-300 else { continue }
+            for r in (col + 1)..<n where r < n {
+                let f = a[r][col] / d
+                for j in col..<n { a[r][j] -= f * a[col][j] }
+                b[r] -= f * b[col]
+            }
+        }
+        var x = [Double](repeating: 0, count: n)
+        for r in stride(from: n - 1, through: 0, by: -1) {
+            var s = b[r]
+            for j in (r + 1)..<n where j < n { s -= a[r][j] * x[j] }
+            x[r] = abs(a[r][r]) > 1e-300 ? s / a[r][r] : 0
+        }
+        return x
+    }
+}
+
+/// A small JSON file mapping machine fingerprints to calibrated models:
+/// `$XDG_CACHE_HOME/dgperf/sparse-cost-model.json`, else `~/.cache/dgperf/…`.
+/// Reading or writing never fails a run: an unreadable cache means calibrate, an unwritable one means don't store.
+public struct SparseCostModelCache: Sendable {
+    public var path: String
+
+    public init(path: String) { self.path = path }
+
+    public static var `default`: SparseCostModelCache? {
+        let env = ProcessInfo.processInfo.environment
+        if let xdg = env["XDG_CACHE_HOME"], !xdg.isEmpty {
+            return SparseCostModelCache(path: xdg + "/dgperf/sparse-cost-model.json")
+        }
+        if let home = env["HOME"], !home.isEmpty {
+            return SparseCostModelCache(path: home + "/.cache/dgperf/sparse-cost-model.json")
+        }
+        return nil
+    }
+
+    func loadAll() -> [String: SparseCostModel] {
+        guard let data = FileManager.default.contents(atPath: path),
+              let all = try? JSONDecoder().decode([String: SparseCostModel].self, from: data) else { return [:] }
+        return all
+    }
+
+    public func load(fingerprint: String) -> SparseCostModel? { loadAll()[fingerprint] }
+
+    /// Adds `model` to the file (temp file + rename, so readers never see a partial file).
+    public func store(_ model: SparseCostModel) {
+        var all = loadAll()
+        all[model.fingerprint] = model
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        guard let data = try? encoder.encode(all) else { return }
+        let dir = String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)])
+        let fm = FileManager.default
+        if !dir.isEmpty { try? fm.createDirectory(atPath: dir, withIntermediateDirectories: true) }
+        let tmp = path + ".tmp-\(getpidSafe())"
+        guard fm.createFile(atPath: tmp, contents: data) else { return }
+        if rename(tmp, path) != 0 { try? fm.removeItem(atPath: tmp) }  // rename(2) replaces atomically
+    }
+
+    private func getpidSafe() -> Int { Int(getpid()) }
+}

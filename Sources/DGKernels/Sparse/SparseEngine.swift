@@ -1,0 +1,322 @@
+import DGRuntime
+
+/// Gated (conditionally computed) linear layers on top of the one dense GEMM.
+///
+/// Every path is the dense kernel reached through index maps or contiguous sub-blocks:
+/// - layer 1 (`gatedLinear`), N-side gating: only active rows of W (active columns of h) are packed and multiplied;
+/// - layer 2 (`maskedInputLinear`), K-side sparsity: only active columns of h and V enter the inner product.
+/// Inactive units cost no multiply-adds and no packing, so time scales with the active fraction r.
+///
+/// Like `GemmEngine`, calls on one engine must not overlap (scratch buffers are shared).
+public final class SparseEngine: @unchecked Sendable {
+    public let gemm: GemmEngine
+    /// One serial engine per worker slot, for strategies that parallelise over groups or samples.
+    let slotEngines: [GemmEngine]
+    /// One compact output tile per worker slot (unit-major groups compute here, then scatter rows).
+    let slotScratch: [AlignedBuffer]
+    let scratch = AlignedBuffer()
+    let maskedInput = AlignedBuffer()
+    private var model: SparseCostModel?
+    /// Where the calibrated cost model is cached (nil: no caching).
+    public let costModelCache: SparseCostModelCache?
+
+    /// Predicted sparse time must be below this fraction of the predicted dense-then-mask time for
+    /// `.auto` to leave the dense path: the margin absorbs model error so `.auto` is never slower than dense.
+    public var autoMargin = 0.9
+
+    public init(gemm: GemmEngine, costModel: SparseCostModel? = nil,
+                costModelCache: SparseCostModelCache? = .default) {
+        self.gemm = gemm
+        slotEngines = (0..<gemm.workerCount).map { _ in GemmEngine(kernels: gemm.kernels, executor: SerialExecutor()) }
+        slotScratch = (0..<gemm.workerCount).map { _ in AlignedBuffer() }
+        model = costModel
+        self.costModelCache = costModelCache
+    }
+
+    public var workerCount: Int { gemm.workerCount }
+
+    /// The cost model for per-sample strategy choice: from the cache when this machine was seen
+    /// before, else calibrated now by a short micro-measurement (~0.1 s) and cached.
+    public var costModel: SparseCostModel {
+        if let m = model { return m }
+        let m = SparseCostModel.loadOrCalibrate(kernels: gemm.kernels, workers: workerCount, cache: costModelCache)
+        model = m
+        return m
+    }
+
+    // MARK: - Layer 1: N-side gating
+
+    /// Packs W (units × inFeatures, row-major) once for `gatedLinear(…, packed:)`: masks whose blocks are
+    /// whole NR-unit panels then skip packing altogether (the dense baseline should use it too, to compare fairly).
+    public func packWeights(_ w: UnsafePointer<Float>, units h: Int, inFeatures d: Int) throws -> PackedWeights {
+        guard h >= 1 else { throw SparseError.badDimension(name: "units", value: h) }
+        guard d >= 1 else { throw SparseError.badDimension(name: "inFeatures", value: d) }
+        return gemm.packWeights(w, n: h, k: d, ldw: d)
+    }
+
+    /// h[b, u] = act(x[b, :]·W[u, :] + bias[u]) for the active (b, u) pairs of `mask`.
+    ///
+    /// - x: batch × inFeatures row-major; W: units × inFeatures row-major; bias: units (optional).
+    /// - output: `.compact` → batch × mask.activeUnits.count (shared masks and `.all` only);
+    ///   `.scattered` → batch × units, inactive entries written as 0.
+    /// - strategy: per-sample masks only (shared masks have one best path); `.auto` asks the cost model.
+    @discardableResult
+    public func gatedLinear(input x: UnsafePointer<Float>, batch: Int, inFeatures d: Int,
+                            weights w: UnsafePointer<Float>, bias: UnsafePointer<Float>?, units h: Int,
+                            mask: GateMask, relu: Bool = true, layout: SparseLayout = .scattered,
+                            strategy: PerSampleStrategy = .auto, packed: PackedWeights? = nil,
+                            output: UnsafeMutablePointer<Float>) throws -> SparseReport {
+        try validate(batch: batch, features: d, featuresName: "inFeatures", units: h, mask: mask, layout: layout)
+        if let p = packed {
+            guard p.n == h && p.k == d && p.nr == gemm.kernels.nr else {
+                throw SparseError.weightsShape(what: "packed weights (\(p.n) units × \(p.k) features)", got: p.n * p.k, expected: h * d)
+            }
+        }
+        let denseMACs = batch * h * d
+        let epilogue = Epilogue(bias: bias, relu: relu)
+        switch mask.kind {
+        case .all:
+            let cost = denseLayer1(x: x, batch: batch, d: d, w: w, h: h, epilogue: epilogue, packed: packed, out: output)
+            return SparseReport(strategy: .dense, cost: CostBreakdown(useful: cost), denseMACs: denseMACs,
+                                activePairs: batch * h)
+        case .shared:
+            return mask.activeUnits.withUnsafeBufferPointer { units in
+                sharedLayer1(x: x, batch: batch, d: d, w: w, bias: bias, h: h, units: units, relu: relu,
+                             layout: layout, packed: packed, out: output, denseMACs: denseMACs)
+            }
+        case .perSample:
+            return perSampleLayer1(x: x, batch: batch, d: d, w: w, bias: bias, h: h, mask: mask, relu: relu,
+                                   strategy: strategy, packed: packed, out: output)
+        }
+    }
+
+    func denseLayer1(x: UnsafePointer<Float>, batch: Int, d: Int, w: UnsafePointer<Float>, h: Int,
+                     epilogue: Epilogue, packed: PackedWeights?, out: UnsafeMutablePointer<Float>) -> KernelCost {
+        if let p = packed {
+            return gemm.gemm(m: batch, a: .rowMajor(x, ld: d), packed: p, c: OutputOperand(base: out, rowStride: h), epilogue: epilogue)
+        }
+        return gemm.gemm(m: batch, n: h, k: d, a: .rowMajor(x, ld: d), b: .rowMajor(w, ld: d, transposed: true),
+                  c: OutputOperand(base: out, rowStride: h), epilogue: epilogue)
+    }
+
+    private func sharedLayer1(x: UnsafePointer<Float>, batch: Int, d: Int, w: UnsafePointer<Float>,
+                              bias: UnsafePointer<Float>?, h: Int, units: UnsafeBufferPointer<Int32>, relu: Bool,
+                              layout: SparseLayout, packed: PackedWeights?, out: UnsafeMutablePointer<Float>,
+                              denseMACs: Int) -> SparseReport {
+        let n = units.count
+        let pairs = batch * n
+        let useful = KernelCost(macs: pairs * d, bytesRead: 4 * (batch * d + n * d), bytesWritten: 4 * pairs)
+        var overhead = KernelCost(bytesRead: 4 * n)  // the index map
+        if n == h {  // every unit on: the dense call, no maps
+            _ = denseLayer1(x: x, batch: batch, d: d, w: w, h: h, epilogue: Epilogue(bias: bias, relu: relu),
+                            packed: packed, out: out)
+            return SparseReport(strategy: .dense, cost: CostBreakdown(useful: useful), denseMACs: denseMACs, activePairs: pairs)
+        }
+        let runs = Runs(units)
+        if layout == .scattered {
+            // Inactive columns are 0; the active ones are overwritten below.
+            if runs.count * 4 > n {
+                (out).update(repeating: 0, count: batch * h)  // short runs: one vector fill beats many gap fills
+            } else {
+                for b in 0..<batch { zeroGaps(out + b * h, runs: runs, width: h) }
+            }
+            overhead.bytesWritten += 4 * batch * (h - n)
+        }
+        guard n > 0 else {
+            return SparseReport(strategy: .sharedGather, cost: CostBreakdown(useful: useful, overhead: overhead),
+                                denseMACs: denseMACs, activePairs: 0)
+        }
+        let nr = gemm.kernels.nr
+        if let p = packed, (0..<runs.count).allSatisfy({ runs.start[$0] % nr == 0 && ((runs.start[$0] + runs.length[$0]) % nr == 0 || runs.start[$0] + runs.length[$0] == h) }) {
+            // Whole panels: run only the active panels of the pre-packed weights, no packing of W at all.
+            var panels: [Int32] = []
+            for r in 0..<runs.count {
+                for q in (runs.start[r] / nr)..<((runs.start[r] + runs.length[r] + nr - 1) / nr) { panels.append(Int32(q)) }
+            }
+            let dst = layout == .scattered ? out : scratch.reserve(batch * h)
+            panels.withUnsafeBufferPointer { pp in
+                _ = gemm.gemm(m: batch, a: .rowMajor(x, ld: d), packed: p, panels: pp,
+                              c: OutputOperand(base: dst, rowStride: h), epilogue: Epilogue(bias: bias, relu: relu))
+            }
+            if layout == .compact {
+                for b in 0..<batch {
+                    for r in 0..<runs.count {
+                        (out + b * n + runs.offset[r]).update(from: dst + b * h + runs.start[r], count: runs.length[r])
+                    }
+                }
+                overhead.bytesRead += 4 * pairs
+                overhead.bytesWritten += 4 * pairs
+            }
+            return SparseReport(strategy: .sharedPanels, cost: CostBreakdown(useful: useful, overhead: overhead),
+                                denseMACs: denseMACs, activePairs: pairs)
+        }
+        if batch == 1 {
+            // Matrix-vector products straight over contiguous weight rows (whole blocks feed the gemv kernel).
+            runsGemv(x: x, d: d, w: w, bias: bias, relu: relu, runs: runs, out: out, compact: layout == .compact)
+            return SparseReport(strategy: .sharedRuns, cost: CostBreakdown(useful: useful, overhead: overhead),
+                                denseMACs: denseMACs, activePairs: pairs)
+        }
+        // One GEMM: B operand = Wᵀ with a column map over the active rows of W (packing touches only those).
+        let bOp = MatrixOperand(base: w, rowStride: 1, colStride: d, colIndex: units.baseAddress)
+        let epilogue = Epilogue(bias: bias, biasIndex: units.baseAddress, relu: relu)
+        if layout == .compact {
+            gemm.gemm(m: batch, n: n, k: d, a: .rowMajor(x, ld: d), b: bOp,
+                      c: OutputOperand(base: out, rowStride: n), epilogue: epilogue)
+        } else {
+            // Compact into scratch (full micro-tiles, vector stores), then copy the runs into place.
+            let tmp = scratch.reserve(batch * n)
+            gemm.gemm(m: batch, n: n, k: d, a: .rowMajor(x, ld: d), b: bOp,
+                      c: OutputOperand(base: tmp, rowStride: n), epilogue: epilogue)
+            if runs.count * 4 > n {
+                // Short runs (unit masks): element scatter beats a copy call per run.
+                for b in 0..<batch {
+                    let row = out + b * h, src = tmp + b * n
+                    for p in 0..<n { row[Int(units[p])] = src[p] }
+                }
+            } else {
+                for b in 0..<batch {
+                    for r in 0..<runs.count {
+                        (out + b * h + runs.start[r]).update(from: tmp + b * n + runs.offset[r], count: runs.length[r])
+                    }
+                }
+            }
+            overhead.bytesRead += 4 * pairs
+            overhead.bytesWritten += 4 * pairs
+        }
+        return SparseReport(strategy: .sharedGather, cost: CostBreakdown(useful: useful, overhead: overhead),
+                            denseMACs: denseMACs, activePairs: pairs)
+    }
+
+    /// y[run] = act(W[run, :]·x + bias[run]) for each run, split into pieces so several workers share long runs.
+    func runsGemv(x: UnsafePointer<Float>, d: Int, w: UnsafePointer<Float>, bias: UnsafePointer<Float>?, relu: Bool,
+                  runs: Runs, out: UnsafeMutablePointer<Float>, compact: Bool) {
+        let gemv = gemm.kernels.gemv
+        let piece = 64
+        var pieces: [(start: Int, length: Int, dst: Int)] = []
+        for r in 0..<runs.count {
+            var s = 0
+            while s < runs.length[r] {
+                let len = min(piece, runs.length[r] - s)
+                let unit = runs.start[r] + s
+                pieces.append((unit, len, compact ? runs.offset[r] + s : unit))
+                s += len
+            }
+        }
+        let body: (Range<Int>, Int) -> Void = { range, _ in
+            for p in range {
+                let (start, len, dst) = pieces[p]
+                gemv(len, d, w + start * d, d, x, out + dst, 0, bias.map { $0 + start }, relu)
+            }
+        }
+        if workerCount > 1 && runs.total * d >= gemm.parallelThresholdMACs * 2 {
+            gemm.executor.parallelFor(pieces.count, grain: 1, body)
+        } else {
+            body(0..<pieces.count, 0)
+        }
+    }
+
+    // MARK: - Layer 2: K-side sparsity
+
+    /// y = h·Vᵀ + bias using only the active hidden columns of h and V.
+    ///
+    /// - h: batch × units (`.scattered`, any values in inactive columns — they are never read by the
+    ///   sparse paths and are masked out by the dense one) or batch × activeUnits (`.compact`, shared masks).
+    /// - V: outFeatures × units row-major; bias: outFeatures (optional); y: batch × outFeatures.
+    @discardableResult
+    public func maskedInputLinear(input hIn: UnsafePointer<Float>, layout: SparseLayout = .scattered, batch: Int,
+                                  units h: Int, weights v: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                                  outFeatures c: Int, mask: GateMask, strategy: PerSampleStrategy = .auto,
+                                  output y: UnsafeMutablePointer<Float>) throws -> SparseReport {
+        try validate(batch: batch, features: c, featuresName: "outFeatures", units: h, mask: mask, layout: layout)
+        let denseMACs = batch * h * c
+        let epilogue = Epilogue(bias: bias)
+        switch mask.kind {
+        case .all:
+            let cost = gemm.gemm(m: batch, n: c, k: h, a: .rowMajor(hIn, ld: h), b: .rowMajor(v, ld: h, transposed: true),
+                                 c: OutputOperand(base: y, rowStride: c), epilogue: epilogue)
+            return SparseReport(strategy: .dense, cost: CostBreakdown(useful: cost), denseMACs: denseMACs, activePairs: batch * h)
+        case .shared:
+            let n = mask.activeUnits.count
+            let useful = KernelCost(macs: batch * n * c, bytesRead: 4 * (batch * n + n * c), bytesWritten: 4 * batch * c)
+            let strategy: SparseStrategy = n == h ? .dense : (batch == 1 ? .sharedRuns : .sharedGather)
+            if n == 0 {
+                for b in 0..<batch { for j in 0..<c { y[b * c + j] = bias.map { $0[j] } ?? 0 } }
+            } else if n == h && layout == .scattered {
+                gemm.gemm(m: batch, n: c, k: h, a: .rowMajor(hIn, ld: h), b: .rowMajor(v, ld: h, transposed: true),
+                          c: OutputOperand(base: y, rowStride: c), epilogue: epilogue)
+            } else {
+                mask.activeUnits.withUnsafeBufferPointer { units in
+                    // K map on both operands: A = h (compact: no map), B = Vᵀ with its rows (= V's columns) gathered.
+                    let aOp: MatrixOperand = layout == .compact
+                        ? .rowMajor(hIn, ld: n)
+                        : MatrixOperand(base: hIn, rowStride: h, colStride: 1, colIndex: units.baseAddress)
+                    if batch == 1 {
+                        // Gather the active x entries, then one gemv per run of V's columns (contiguous, stride h).
+                        let xs = scratch.reserve(n)
+                        for p in 0..<n { xs[p] = aOp.element(0, p) }
+                        let runs = Runs(units)
+                        for j in 0..<c { y[j] = bias.map { $0[j] } ?? 0 }
+                        for r in 0..<runs.count {
+                            gemm.kernels.gemv(c, runs.length[r], v + runs.start[r], h, xs + runs.offset[r], y, 1, nil, false)
+                        }
+                    } else {
+                        let bOp = MatrixOperand(base: v, rowStride: 1, colStride: h, rowIndex: units.baseAddress)
+                        gemm.gemm(m: batch, n: c, k: n, a: aOp, b: bOp, c: OutputOperand(base: y, rowStride: c),
+                                  epilogue: epilogue)
+                    }
+                }
+            }
+            return SparseReport(strategy: strategy, cost: CostBreakdown(useful: useful, overhead: KernelCost(bytesRead: 4 * n)),
+                                denseMACs: denseMACs, activePairs: batch * n)
+        case .perSample:
+            return perSampleLayer2(h: hIn, batch: batch, units: h, v: v, bias: bias, c: c, mask: mask,
+                                   strategy: strategy, y: y)
+        }
+    }
+
+    // MARK: - Validation and helpers
+
+    private func validate(batch: Int, features: Int, featuresName: String, units: Int, mask: GateMask,
+                          layout: SparseLayout) throws {
+        guard batch >= 1 else { throw SparseError.badDimension(name: "batch", value: batch) }
+        guard features >= 1 else { throw SparseError.badDimension(name: featuresName, value: features) }
+        guard units >= 1 else { throw SparseError.badDimension(name: "units", value: units) }
+        if mask.kind != .all && mask.units != units {
+            throw SparseError.maskUnitsMismatch(maskUnits: mask.units, layerUnits: units)
+        }
+        if mask.kind == .perSample {
+            guard mask.batch == batch else { throw SparseError.maskBatchMismatch(maskBatch: mask.batch, batch: batch) }
+            guard layout == .scattered else { throw SparseError.compactNeedsSharedMask }
+        }
+    }
+
+    /// Zeroes the columns of one output row that no run covers.
+    func zeroGaps(_ row: UnsafeMutablePointer<Float>, runs: Runs, width: Int) {
+        var next = 0
+        for r in 0..<runs.count {
+            if runs.start[r] > next { (row + next).update(repeating: 0, count: runs.start[r] - next) }
+            next = runs.start[r] + runs.length[r]
+        }
+        if width > next { (row + next).update(repeating: 0, count: width - next) }
+    }
+}
+
+/// Maximal runs of consecutive unit ids in a sorted list: run r covers units start[r] ..< start[r]+length[r]
+/// and sits at position offset[r] of the compact layout.
+struct Runs {
+    var start: [Int] = []
+    var length: [Int] = []
+    var offset: [Int] = []
+    var count: Int { start.count }
+    var total: Int { length.reduce(0, +) }
+
+    init(_ units: UnsafeBufferPointer<Int32>) {
+        var i = 0
+        while i < units.count {
+            var j = i + 1
+            while j < units.count && units[j] == units[j - 1] + 1 { j += 1 }
+            start.append(Int(units[i])); length.append(j - i); offset.append(i)
+            i = j
+        }
+    }
+}

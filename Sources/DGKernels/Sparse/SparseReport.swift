@@ -1,0 +1,59 @@
+/// Where a gated layer writes its active outputs.
+public enum SparseLayout: String, Sendable, Codable, CaseIterable {
+    /// Only active columns, packed: B × activeUnits (shared masks only). The next layer reads it with no map.
+    case compact
+    /// Full width B × H, inactive entries written as 0.
+    case scattered
+}
+
+/// The kernel path a sparse call ran (recorded in every report).
+public enum SparseStrategy: String, Sendable, Codable, CaseIterable {
+    /// Mask is all-on: the plain dense GEMM.
+    case dense
+    /// Shared mask, B ≥ 2: one GEMM whose weight operand is gathered through the active-unit map.
+    case sharedGather
+    /// Shared mask, B = 1: matrix-vector products over contiguous runs of active weight rows.
+    case sharedRuns
+    /// Shared mask whose active units are whole NR-unit panels, with pre-packed weights: only those panels run.
+    case sharedPanels
+    /// Per-sample (a): full dense GEMM, then inactive outputs zeroed (what a PyTorch user writes).
+    case denseThenMask
+    /// Per-sample (b): per group of adjacent blocks, gather the samples that use it and run one GEMM on them.
+    case unitMajor
+    /// Per-sample (c): per sample, matrix-vector products over its runs of active weight rows.
+    case sampleMajor
+}
+
+/// Per-sample strategy request; `.auto` asks the calibrated cost model.
+public enum PerSampleStrategy: String, Sendable, Codable, CaseIterable {
+    case auto, denseThenMask, unitMajor, sampleMajor
+}
+
+/// What one sparse-kernel call did and what it cost.
+///
+/// - paper relative MAC = `cost.useful.macs / denseMACs` (active units only),
+/// - net relative MAC = `(cost.useful + cost.overhead).macs / denseMACs` plus whatever gate/router
+///   MACs the caller adds to `overhead` (the router is included for MoE),
+/// - executed MACs = `cost.total.macs` (wasted MACs were computed and thrown away).
+public struct SparseReport: Sendable, Codable, Equatable {
+    public var strategy: SparseStrategy
+    public var cost: CostBreakdown
+    /// MACs of the same layer without any mask (B × H × D).
+    public var denseMACs: Int
+    /// Active (sample, unit) pairs.
+    public var activePairs: Int
+    /// Cost-model predictions (seconds) per candidate strategy, when the model was consulted.
+    public var predictedSeconds: [String: Double]
+
+    public init(strategy: SparseStrategy, cost: CostBreakdown, denseMACs: Int, activePairs: Int,
+                predictedSeconds: [String: Double] = [:]) {
+        self.strategy = strategy; self.cost = cost; self.denseMACs = denseMACs
+        self.activePairs = activePairs; self.predictedSeconds = predictedSeconds
+    }
+
+    public var paperRelativeMAC: Double { denseMACs == 0 ? 0 : Double(cost.useful.macs) / Double(denseMACs) }
+    public var netRelativeMAC: Double {
+        denseMACs == 0 ? 0 : Double(cost.useful.macs + cost.overhead.macs) / Double(denseMACs)
+    }
+    public var executedRelativeMAC: Double { denseMACs == 0 ? 0 : Double(cost.total.macs) / Double(denseMACs) }
+}

@@ -1,0 +1,253 @@
+import ArgumentParser
+import DGKernels
+import DGRuntime
+import DGReport
+import DGStats
+
+/// `dgperf kernel`: times every sparse path against the dense layer measured in the same run.
+struct KernelCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kernel",
+        abstract: "Time the sparse-gather and MoE kernel paths against the dense layer (same run).",
+        discussion: """
+        Gated layer h = ReLU(x·Wᵀ + b), x: B×D, W: H×D. For each cell prints min/median/p95 time,
+        realized speedup over the dense layer (median/median), ideal speedup (H·B / active pairs = 1/r)
+        and the fraction of ideal reached, plus the strategy each call ran.
+        Mask kinds: shared (one unit mask, G = 1), block (shared, G > 1), per-sample (every row its own
+        mask; strategy chosen by the calibrated cost model, each forced strategy also timed),
+        moe (top-2 of 8 experts, expert hidden = H/4, capacity factor 1.25, vs a dense D→H'→D MLP
+        with the same executed MACs).
+        Examples:
+          dgperf kernel
+          dgperf kernel --hidden 512 --batch 32 --active 0.25 --masks block --granularity 16
+          dgperf kernel --masks moe --threads 2
+        """
+    )
+
+    @Option(parsing: .upToNextOption, help: "Input features D.") var inputs: [Int] = [784]
+    @Option(parsing: .upToNextOption, help: "Hidden widths H.") var hidden: [Int] = [512, 2048]
+    @Option(parsing: .upToNextOption, help: "Batch sizes B.") var batch: [Int] = [1, 32, 256]
+    @Option(parsing: .upToNextOption, help: "Active fractions r in (0, 1].") var active: [Double] = [1, 0.5, 0.25, 0.1]
+    @Option(parsing: .upToNextOption, help: "Gate granularities G (units per gate).") var granularity: [Int] = [1, 16, 64]
+    @Option(parsing: .upToNextOption, help: "Mask kinds: shared, block, per-sample, moe.")
+    var masks: [String] = ["shared", "block", "per-sample", "moe"]
+    @Option(help: "Worker threads.") var threads: Int = 1
+    @Option(help: "Timed repetitions per path.") var reps: Int = 15
+    @Option(help: "Kernel ISA: auto, avx512 or avx2.") var isa: String = "auto"
+    @Option(help: "Seed for weights, inputs and masks.") var seed: UInt64 = 1
+    @Flag(help: "Also time each forced per-sample strategy, not only auto.") var allStrategies = false
+    @Flag(help: "Print the cost model's predicted times under each auto row.") var predictions = false
+    @Flag(help: "Pack weights once (dense baseline, sparse paths and MoE experts alike), as inference would.")
+    var prepacked = false
+    @Option(help: "Also time layer 2 (K-side sparsity, y = h·Vᵀ, V: classes × H) for this many classes; 0 = off.")
+    var layer2Classes: Int = 0
+
+    static let maskKinds = ["shared", "block", "per-sample", "moe"]
+
+    func validate() throws {
+        for d in inputs where d < 1 { throw ValidationError("--inputs must be ≥ 1 (got \(d)); e.g. --inputs 784") }
+        for h in hidden where h < 1 { throw ValidationError("--hidden must be ≥ 1 (got \(h)); e.g. --hidden 512") }
+        for b in batch where b < 1 { throw ValidationError("--batch must be ≥ 1 (got \(b)); e.g. --batch 32") }
+        for r in active where !(r > 0 && r <= 1) {
+            throw ValidationError("--active must be in (0, 1] (got \(r)); e.g. --active 0.25")
+        }
+        for g in granularity where g < 1 { throw ValidationError("--granularity must be ≥ 1 (got \(g)); e.g. --granularity 16") }
+        for m in masks where !Self.maskKinds.contains(m) {
+            throw ValidationError("--masks: unknown kind '\(m)'; use any of \(Self.maskKinds.joined(separator: ", "))")
+        }
+        guard layer2Classes >= 0 else { throw ValidationError("--layer2-classes must be ≥ 0 (got \(layer2Classes)); e.g. --layer2-classes 10") }
+        guard threads >= 1 else { throw ValidationError("--threads must be ≥ 1 (got \(threads))") }
+        guard reps >= 1 else { throw ValidationError("--reps must be ≥ 1 (got \(reps))") }
+        guard ISAChoice(rawValue: isa) != nil else { throw ValidationError("--isa must be one of auto, avx512, avx2 (got '\(isa)')") }
+        for h in hidden { for b in batch { for d in inputs where h * max(b, d) >= 1 << 31 {
+            throw ValidationError("shape too large: H·max(B, D) must stay below 2^31 elements")
+        } } }
+    }
+
+    func run() throws {
+        try requireOptimizedBuild()
+        let kernels: KernelSet
+        do { kernels = try KernelSet.select(ISAChoice(rawValue: isa)!) } catch { throw ValidationError("\(error)") }
+        let gemm = GemmEngine(kernels: kernels, executor: ConcurrentPerformExecutor(workers: threads))
+        let sparse = SparseEngine(gemm: gemm)
+        let cached = SparseCostModelCache.default?.load(fingerprint: SparseCostModel.fingerprint(kernels: kernels, workers: threads)) != nil
+        let t0 = monotonicNanos()
+        let model = sparse.costModel
+        let calib = Double(monotonicNanos() - t0) / 1e9
+        print("dgperf kernel  kernel=\(kernels.name)  threads=\(threads)  \(kernels.blocking)  reps=\(reps)  build=optimized")
+        print("cost model: \(cached ? "loaded from cache" : "calibrated in \(Format.fixed(calib * 1e3, 0)) ms") — gemm \(Format.fixed(1 / model.gemmMAC / 1e9, 1)) GMAC/s, gemv \(Format.fixed(1 / model.gemvMAC / 1e9, 1)) GMAC/s, gemm call \(Format.fixed(model.gemmCall * 1e6, 2)) µs")
+        print("weights: \(prepacked ? "pre-packed once (dense and sparse alike)" : "packed on every call (dense and sparse alike)")")
+        print("each path is timed interleaved with the dense layer (A/B per repetition); speedup = dense median / path median,")
+        print("x(min) = dense min / path min; ideal = 1/r (r = active pairs / (B·H)); %ideal = speedup / ideal")
+        print("")
+        let header = ["D", "H", "B", "mask", "G", "r", "path", "strategy", "min ms", "med ms", "p95 ms", "speedup", "x(min)", "ideal", "%ideal", "paperMAC", "netMAC"]
+        let widths = [4, 5, 4, 10, 3, 6, 16, 14, 9, 9, 9, 8, 7, 6, 7, 9, 7]
+        func row(_ cells: [String]) {
+            print(zip(cells, widths).enumerated().map { i, cw in i < 8 && i != 0 && i != 1 && i != 2 && i != 4 && i != 5 ? Format.padRight(cw.0, cw.1) : Format.pad(cw.0, cw.1) }.joined(separator: " "))
+        }
+        row(header)
+        var rng = SplitMix64(seed: seed)
+        for d in inputs {
+            for h in hidden {
+                let w = randomFloats(h * d, &rng, scale: 1 / Float(d).squareRoot())
+                let bias = randomFloats(h, &rng, scale: 0.1)
+                for b in batch {
+                    let x = randomFloats(b * d, &rng, scale: 1)
+                    var out = [Float](repeating: 0, count: b * h)
+                    let c2 = layer2Classes
+                    let v = randomFloats(max(1, c2) * h, &rng, scale: 1 / Float(h).squareRoot())
+                    var y2 = [Float](repeating: 0, count: b * max(1, c2))
+                    let hIn = randomFloats(b * h, &rng, scale: 1)
+                    let dense2: () throws -> Void = {
+                        _ = try sparse.maskedInputLinear(input: hIn, batch: b, units: h, weights: v, bias: nil, outFeatures: c2, mask: .all, output: &y2)
+                    }
+                    /// Layer 2 with the same mask, timed against the dense layer 2 (rows marked "L2").
+                    func layer2(_ kind: String, _ g: Int, _ mask: GateMask) throws {
+                        guard c2 > 0 else { return }
+                        var report: SparseReport? = nil
+                        let (dense, t) = try timePair(dense2) { report = try sparse.maskedInputLinear(input: hIn, batch: b, units: h, weights: v, bias: nil, outFeatures: c2, mask: mask, output: &y2) }
+                        printRow(row, d, h, b, kind, g, report!, path: "L2 C=\(c2)", t, dense)
+                    }
+                    let packed = prepacked ? try sparse.packWeights(w, units: h, inFeatures: d) : nil
+                    let denseCall: () throws -> Void = {
+                        _ = try sparse.gatedLinear(input: x, batch: b, inFeatures: d, weights: w, bias: bias, units: h, mask: .all, packed: packed, output: &out)
+                    }
+                    if masks.contains(where: { $0 != "moe" }) {
+                        let dense = try time(denseCall)
+                        row([String(d), String(h), String(b), "dense", "-", "1.000", "dense", "dense"] + times(dense) + ["1.00", "1.00", "1.00", "100%", "1.000", "1.000"])
+                    }
+                    for kind in masks where kind != "moe" {
+                        let gs = kind == "shared" ? [1] : (kind == "block" ? granularity.filter { $0 > 1 } : granularity)
+                        for g in gs {
+                            for r in active {
+                                let blocks = (h + g - 1) / g
+                                if kind == "per-sample" {
+                                    var bits: [UInt8] = []
+                                    for _ in 0..<b { bits += chooseBlocks(blocks, fraction: r, &rng) }
+                                    let mask = try GateMask.perSample(bits: bits, batch: b, granularity: g, units: h)
+                                    var strategies: [PerSampleStrategy] = [.auto]
+                                    if allStrategies { strategies += [.denseThenMask, .unitMajor, .sampleMajor] }
+                                    for s in strategies {
+                                        var report: SparseReport? = nil
+                                        let (dense, t) = try timePair(denseCall) { report = try sparse.gatedLinear(input: x, batch: b, inFeatures: d, weights: w, bias: bias, units: h, mask: mask, strategy: s, packed: packed, output: &out) }
+                                        printRow(row, d, h, b, kind, g, report!, path: s == .auto ? "auto" : s.rawValue, t, dense)
+                                        if s == .auto { try layer2(kind, g, mask) }
+                                        if predictions && s == .auto {
+                                            let p = report!.predictedSeconds.sorted { $0.key < $1.key }
+                                            print("    predicted: " + p.map { "\($0.key) \(Format.fixed($0.value * 1e3, 4)) ms" }.joined(separator: ", "))
+                                        }
+                                    }
+                                } else {
+                                    let flags = chooseBlocks(blocks, fraction: r, &rng).map { $0 != 0 }
+                                    let mask = try GateMask.shared(blockFlags: flags, granularity: g, units: h)
+                                    for layout in SparseLayout.allCases {
+                                        var report: SparseReport? = nil
+                                        let (dense, t) = try timePair(denseCall) { report = try sparse.gatedLinear(input: x, batch: b, inFeatures: d, weights: w, bias: bias, units: h, mask: mask, layout: layout, packed: packed, output: &out) }
+                                        printRow(row, d, h, b, kind, g, report!, path: layout.rawValue, t, dense)
+                                    }
+                                    try layer2(kind, g, mask)
+                                }
+                            }
+                        }
+                    }
+                    if masks.contains("moe") { try moe(d: d, h: h, b: b, x: x, gemm: gemm, rng: &rng, row: row) }
+                }
+            }
+        }
+    }
+
+    private func printRow(_ row: ([String]) -> Void, _ d: Int, _ h: Int, _ b: Int, _ kind: String, _ g: Int,
+                          _ r: SparseReport, path: String, _ t: Summary, _ dense: Summary) {
+        let rReal = Double(r.activePairs) / Double(b * h)
+        let speedup = dense.median / t.median
+        let ideal = r.activePairs == 0 ? Double.infinity : 1 / rReal
+        let pct = ideal.isFinite ? Format.fixed(100 * speedup / ideal, 0) + "%" : "-"
+        row([String(d), String(h), String(b), kind, String(g), Format.fixed(rReal, 3), path, r.strategy.rawValue]
+            + times(t) + [Format.fixed(speedup, 2), Format.fixed(dense.min / t.min, 2), ideal.isFinite ? Format.fixed(ideal, 2) : "inf", pct,
+                          Format.fixed(r.paperRelativeMAC, 3), Format.fixed(r.netRelativeMAC, 3)])
+    }
+
+    /// MoE top-2 of 8 (expert hidden H/4, capacity 1.25, Dout = D) vs a dense D→H'→D MLP with the same executed MACs.
+    private func moe(d: Int, h: Int, b: Int, x: [Float], gemm: GemmEngine, rng: inout SplitMix64, row: ([String]) -> Void) throws {
+        let experts = 8, hE = max(1, h / 4)
+        let weights = try MoEWeights.random(inFeatures: d, hidden: hE, outFeatures: d, experts: experts, seed: rng.next())
+        let config = MoEConfig(experts: experts, topK: 2, capacityFactor: 1.25)
+        let engine = MoEEngine(gemm: gemm)
+        let packedExperts = prepacked ? engine.pack(weights) : nil
+        var y = [Float](repeating: 0, count: b * d)
+        var report: MoEReport? = nil
+        let moeCall: () throws -> Void = {
+            report = try engine.forward(input: x, tokens: b, weights: weights, config: config, packed: packedExperts, output: &y)
+        }
+        try moeCall()
+        let executed = report!.cost.total.macs
+        let hEq = max(1, Int((Double(executed) / Double(b * 2 * d)).rounded()))
+        let w1 = randomFloats(hEq * d, &rng, scale: 0.03), w2 = randomFloats(d * hEq, &rng, scale: 0.03)
+        let p1 = prepacked ? gemm.packWeights(w1, n: hEq, k: d, ldw: d) : nil
+        let p2 = prepacked ? gemm.packWeights(w2, n: d, k: hEq, ldw: hEq) : nil
+        var hid = [Float](repeating: 0, count: b * hEq)
+        let (tDense, tMoE) = try timePair({
+            if let p1, let p2 {
+                x.withUnsafeBufferPointer { xp in hid.withUnsafeMutableBufferPointer { hp in y.withUnsafeMutableBufferPointer { yp in
+                    gemm.gemm(m: b, a: .rowMajor(xp.baseAddress!, ld: d), packed: p1, c: OutputOperand(base: hp.baseAddress!, rowStride: hEq), epilogue: Epilogue(relu: true))
+                    gemm.gemm(m: b, a: .rowMajor(UnsafePointer(hp.baseAddress!), ld: hEq), packed: p2, c: OutputOperand(base: yp.baseAddress!, rowStride: d))
+                } } }
+            } else {
+                try gemm.sgemm(transB: true, m: b, n: hEq, k: d, a: x, lda: d, b: w1, ldb: d, c: &hid, ldc: hEq, epilogue: Epilogue(relu: true))
+                try gemm.sgemm(transB: true, m: b, n: d, k: hEq, a: hid, lda: hEq, b: w2, ldb: hEq, c: &y, ldc: d)
+            }
+        }, moeCall)
+        let rep = report!
+        let ratio = tMoE.median / tDense.median
+        row([String(d), String(h), String(b), "dense-eq", "-", "-", "D→\(hEq)→D", "dense"] + times(tDense) + ["-", "-", "-", "-", "-", "-"])
+        row([String(d), String(h), String(b), "moe", "-", "-", "top2/8 H_e=\(hE)", "moe"] + times(tMoE)
+            + [Format.fixed(tDense.median / tMoE.median, 2), Format.fixed(tDense.min / tMoE.min, 2), "-", "-", Format.fixed(Double(rep.cost.useful.macs) / Double(rep.nominalMACs), 3),
+               Format.fixed(Double(rep.cost.total.macs) / Double(rep.nominalMACs), 3)])
+        print("    moe: time / dense with same executed MACs = \(Format.fixed(ratio, 2))× median, \(Format.fixed(tMoE.min / tDense.min, 2))× min (target ≤ 1.30); load \(rep.load) capacity \(rep.capacity) dropped \(rep.droppedAssignments) assignments (\(rep.droppedTokens) tokens); router MACs \(rep.cost.overhead.macs)")
+        let phases = ["router", "dispatch", "experts", "combine"].map { "\($0) \(Format.fixed((rep.phaseSeconds[$0] ?? 0) * 1e3, 4))" }
+        print("    moe phases (ms, last call): " + phases.joined(separator: ", ") + "; tokens per expert ≈ \(b * 2 / experts)")
+    }
+
+    private func times(_ s: Summary) -> [String] {
+        [Format.fixed(s.min * 1e3, 4), Format.fixed(s.median * 1e3, 4), Format.fixed(s.p95 * 1e3, 4)]
+    }
+
+    /// Warm-up (≥ 3 calls and ≥ 20 ms), then `reps` samples, each averaging enough calls to last ≥ 0.5 ms.
+    private func time(_ body: () throws -> Void) throws -> Summary {
+        try timePair(body, nil).0
+    }
+
+    /// Times `base` and `path` interleaved (one sample of each per repetition), so drifting background
+    /// load hits both alike; each sample averages enough calls to last ≥ 0.5 ms.
+    private func timePair(_ base: () throws -> Void, _ path: (() throws -> Void)?) throws -> (Summary, Summary) {
+        func inner(_ body: () throws -> Void) throws -> Int {
+            let t0 = monotonicNanos()
+            var w = 0
+            while w < 3 || monotonicNanos() - t0 < 20_000_000 { try body(); w += 1 }
+            return max(1, Int(5e-4 / max(try timeSeconds(body), 1e-9)))
+        }
+        let nBase = try inner(base)
+        let nPath = try path.map { try inner($0) } ?? 1
+        var a: [Double] = [], p: [Double] = []
+        for _ in 0..<reps {
+            a.append(try timeSeconds { for _ in 0..<nBase { try base() } } / Double(nBase))
+            if let path { p.append(try timeSeconds { for _ in 0..<nPath { try path() } } / Double(nPath)) }
+        }
+        let sa = Summary(a)!
+        return (sa, Summary(p) ?? sa)
+    }
+}
+
+/// round(fraction · blocks) distinct random blocks on (at least one), as 0/1 flags.
+private func chooseBlocks(_ blocks: Int, fraction: Double, _ rng: inout SplitMix64) -> [UInt8] {
+    let k = max(1, min(blocks, Int((fraction * Double(blocks)).rounded())))
+    var ids = Array(0..<blocks)
+    for i in 0..<k { ids.swapAt(i, i + Int(rng.next() % UInt64(blocks - i))) }
+    var flags = [UInt8](repeating: 0, count: blocks)
+    for i in 0..<k { flags[ids[i]] = 1 }
+    return flags
+}
+
+private func randomFloats(_ n: Int, _ rng: inout SplitMix64, scale: Float) -> [Float] {
+    (0..<n).map { _ in (rng.nextFloat() * 2 - 1) * scale }
+}

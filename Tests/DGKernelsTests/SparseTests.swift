@@ -1,0 +1,352 @@
+import XCTest
+import Foundation
+import DGRuntime
+@testable import DGKernels
+
+/// A fixed cost model so strategy choice in tests is deterministic and calibration-free.
+let testCostModel = SparseCostModel(fingerprint: "test", mr: (try? KernelSet.select(.auto))?.mr ?? 6,
+                                    nr: (try? KernelSet.select(.auto))?.nr ?? 16,
+                                    gemmCall: 1e-6, gemmMAC: 1e-11, gemmPack: 1e-10,
+                                    gemvCall: 5e-8, gemvMAC: 4e-11, gemvRowMAC: 1.6e-10, passByte: 1e-11)
+
+func makeGemm(threads: Int) throws -> GemmEngine {
+    let kernels = try KernelSet.select(.auto)
+    let executor: ParallelExecutor = threads == 1 ? SerialExecutor() : ConcurrentPerformExecutor(workers: threads)
+    let engine = GemmEngine(kernels: kernels, executor: executor)
+    engine.parallelThresholdMACs = 0  // small test shapes must still exercise the parallel splits
+    return engine
+}
+
+func makeSparse(threads: Int) throws -> SparseEngine {
+    SparseEngine(gemm: try makeGemm(threads: threads), costModel: testCostModel, costModelCache: nil)
+}
+
+enum MaskPattern: CaseIterable { case allOn, allOff, oneBlock, random, mixedRows }
+
+/// Which (sample, block) pairs are on, for a pattern; per-sample patterns vary by row.
+func makeBits(_ pattern: MaskPattern, batch: Int, blocks: Int, perRow: Bool, rng: inout SplitMix64) -> [UInt8] {
+    let p = 0.05 + 0.9 * rng.nextDouble()
+    func oneRow() -> [UInt8] {
+        switch pattern {
+        case .allOn: return [UInt8](repeating: 1, count: blocks)
+        case .allOff: return [UInt8](repeating: 0, count: blocks)
+        case .oneBlock:
+            var r = [UInt8](repeating: 0, count: blocks); r[Int(rng.next() % UInt64(blocks))] = 1; return r
+        case .random: return (0..<blocks).map { _ in rng.nextDouble() < p ? 1 : 0 }
+        case .mixedRows:
+            switch rng.next() % 4 {
+            case 0: return [UInt8](repeating: 0, count: blocks)
+            case 1: return [UInt8](repeating: 1, count: blocks)
+            default: return (0..<blocks).map { _ in rng.nextDouble() < p ? 1 : 0 }
+            }
+        }
+    }
+
+    if !perRow { return oneRow() }
+    var bits: [UInt8] = []
+    let shared = oneRow()
+    for _ in 0..<batch { bits += (rng.next() % 5 == 0) ? shared : oneRow() }  // some identical rows
+    return bits
+}
+
+func randomArray(_ n: Int, _ rng: inout SplitMix64, nanEvery: Int = 0) -> [Float] {
+    (0..<n).map { _ in rng.nextFloat() * 2 - 1 }
+}
+
+/// |got − want| ≤ tol·(Σ|terms| + 1) elementwise; returns a description of the first failure.
+func firstMismatch(_ got: [Float], _ want: [Double], _ scale: [Double], tol: Double = 3e-5) -> String? {
+    guard got.count == want.count else { return "count \(got.count) != \(want.count)" }
+    for i in got.indices {
+        let g = Double(got[i])
+        if !(abs(g - want[i]) <= tol * (scale[i] + 1)) { return "element \(i): got \(got[i]) want \(want[i])" }
+    }
+    return nil
+}
+
+final class SparseTests: XCTestCase {
+    let batches = [1, 2, 3, 17, 64, 256]
+    let granularities = [1, 2, 3, 4, 8, 16, 32, 64]
+
+    /// ≥ 600 randomized cases; every case runs every path (shared layer 1 compact/scattered, shared layer 2
+    /// compact/scattered input, per-sample layer 1 and 2 with each strategy and auto) against float64 references.
+    func testRandomizedAgainstFloat64Reference() throws {
+        let engines = [try makeSparse(threads: 1), try makeSparse(threads: 2)]
+        var rng = SplitMix64(seed: 2024)
+        var checked = [String: Int]()
+        var sawGroupedUnitMajor = false
+        for caseIndex in 0..<600 {
+            let engine = engines[caseIndex % 2]
+            let batch = batches[caseIndex % batches.count]
+            let g = granularities[Int(rng.next() % UInt64(granularities.count))]
+            let d = 1 + Int(rng.next() % 48)
+            let c = 1 + Int(rng.next() % 20)
+            // Alternate H multiple of G (block-aligned) and not (last block partial).
+            var h = 1 + Int(rng.next() % 96)
+            if caseIndex % 3 == 0 { h = g * (1 + Int(rng.next() % UInt64(max(1, 96 / g)))) }
+            let blocks = (h + g - 1) / g
+            let pattern = MaskPattern.allCases[caseIndex % MaskPattern.allCases.count]
+            let tag = "case \(caseIndex) B=\(batch) D=\(d) H=\(h) C=\(c) G=\(g) \(pattern) threads=\(caseIndex % 2 + 1)"
+
+            let x = randomArray(batch * d, &rng), w = randomArray(h * d, &rng), bias = randomArray(h, &rng)
+            let v = randomArray(c * h, &rng), bias2 = randomArray(c, &rng)
+            let pre = Reference.sgemm(transB: true, m: batch, n: h, k: d, a: x, lda: d, b: w, ldb: d)
+            let preAbs = Reference.sgemm(transB: true, m: batch, n: h, k: d, a: x.map(abs), lda: d, b: w.map(abs), ldb: d)
+
+            // --- Shared mask ---
+            let sharedBits = makeBits(pattern, batch: batch, blocks: blocks, perRow: false, rng: &rng)
+            let shared = try GateMask.shared(blockFlags: sharedBits.map { $0 != 0 }, granularity: g, units: h)
+            let active = shared.activeUnits.map(Int.init)
+            let n = active.count
+            // Layer 1 references (scattered and compact).
+            var ref1 = [Double](repeating: 0, count: batch * h), scale1 = [Double](repeating: 0, count: batch * h)
+            for b in 0..<batch { for u in active {
+                ref1[b * h + u] = max(0, pre[b * h + u] + Double(bias[u])); scale1[b * h + u] = preAbs[b * h + u] + abs(Double(bias[u]))
+            } }
+            let packed = try engine.packWeights(w, units: h, inFeatures: d)
+            for pk in [nil, packed] {
+                let ptag = tag + (pk == nil ? "" : " packed")
+                var out = [Float](repeating: .nan, count: batch * h)
+                let rs = try engine.gatedLinear(input: x, batch: batch, inFeatures: d, weights: w, bias: bias, units: h,
+                                                mask: shared, layout: .scattered, packed: pk, output: &out)
+                if let m = firstMismatch(out, ref1, scale1) { XCTFail("shared scattered \(ptag) → \(rs.strategy): \(m)"); return }
+                XCTAssertEqual(rs.cost.useful.macs, batch * n * d, ptag)
+                XCTAssertEqual(rs.cost.total.macs, batch * n * d, ptag)
+                checked["shared-scattered\(pk == nil ? "" : "-packed")", default: 0] += 1
+                if rs.strategy == .sharedPanels { checked["shared-panels", default: 0] += 1 }
+
+                var outC = [Float](repeating: .nan, count: max(1, batch * n))
+                let rc = try engine.gatedLinear(input: x, batch: batch, inFeatures: d, weights: w, bias: bias, units: h,
+                                                mask: shared, layout: .compact, packed: pk, output: &outC)
+                let refC = (0..<batch).flatMap { b in active.map { ref1[b * h + $0] } }
+                let scaleC = (0..<batch).flatMap { b in active.map { scale1[b * h + $0] } }
+                if let m = firstMismatch(Array(outC.prefix(batch * n)), refC, scaleC) { XCTFail("shared compact \(ptag) → \(rc.strategy): \(m)"); return }
+                XCTAssertEqual(rc.cost.total.macs, batch * n * d, ptag)
+                checked["shared-compact\(pk == nil ? "" : "-packed")", default: 0] += 1
+            }
+
+            // Panel-aligned shared mask (G = NR) with pre-packed weights: only the active panels run.
+            do {
+                let nr = engine.gemm.kernels.nr, panelsCount = (h + nr - 1) / nr
+                let flags = makeBits(pattern, batch: 1, blocks: panelsCount, perRow: false, rng: &rng).map { $0 != 0 }
+                let pm = try GateMask.shared(blockFlags: flags, granularity: nr, units: h)
+                var refA = [Double](repeating: 0, count: batch * h), scaleA = [Double](repeating: 0, count: batch * h)
+                for b in 0..<batch { for u in pm.activeUnits.map(Int.init) {
+                    refA[b * h + u] = max(0, pre[b * h + u] + Double(bias[u])); scaleA[b * h + u] = preAbs[b * h + u] + abs(Double(bias[u]))
+                } }
+                var o = [Float](repeating: .nan, count: batch * h)
+                let r = try engine.gatedLinear(input: x, batch: batch, inFeatures: d, weights: w, bias: bias, units: h,
+                                               mask: pm, packed: packed, output: &o)
+                if let m = firstMismatch(o, refA, scaleA) { XCTFail("panel-aligned scattered \(tag) → \(r.strategy): \(m)"); return }
+                XCTAssertEqual(r.cost.total.macs, batch * pm.activeUnits.count * d, tag)
+                var oc = [Float](repeating: .nan, count: max(1, batch * pm.activeUnits.count))
+                try engine.gatedLinear(input: x, batch: batch, inFeatures: d, weights: w, bias: bias, units: h,
+                                       mask: pm, layout: .compact, packed: packed, output: &oc)
+                let refAC = (0..<batch).flatMap { b in pm.activeUnits.map { refA[b * h + Int($0)] } }
+                let scaleAC = (0..<batch).flatMap { b in pm.activeUnits.map { scaleA[b * h + Int($0)] } }
+                if let m = firstMismatch(Array(oc.prefix(refAC.count)), refAC, scaleAC) { XCTFail("panel-aligned compact \(tag): \(m)"); return }
+                if r.strategy == .sharedPanels { checked["shared-panels", default: 0] += 1 }
+            }
+
+            // Layer 2 with the shared mask: scattered input with NaN in inactive columns (must never be read).
+            var hScat = [Float](repeating: .nan, count: batch * h)
+            var hMasked = [Float](repeating: 0, count: batch * h)
+            let hVals = randomArray(batch * h, &rng)
+            for b in 0..<batch { for u in active { hScat[b * h + u] = hVals[b * h + u]; hMasked[b * h + u] = hVals[b * h + u] } }
+            let (ref2, scale2) = layer2Reference(hMasked, batch: batch, h: h, v: v, bias: bias2, c: c)
+            var y = [Float](repeating: .nan, count: batch * c)
+            let r2 = try engine.maskedInputLinear(input: hScat, layout: .scattered, batch: batch, units: h, weights: v,
+                                                  bias: bias2, outFeatures: c, mask: shared, output: &y)
+            if let m = firstMismatch(y, ref2, scale2) { XCTFail("shared layer2 scattered \(tag): \(m)"); return }
+            XCTAssertEqual(r2.cost.total.macs, batch * n * c, tag)
+            let hComp = (0..<batch).flatMap { b in active.map { hVals[b * h + $0] } }
+            y = [Float](repeating: .nan, count: batch * c)
+            try engine.maskedInputLinear(input: hComp.isEmpty ? [0] : hComp, layout: .compact, batch: batch, units: h,
+                                         weights: v, bias: bias2, outFeatures: c, mask: shared, output: &y)
+            if let m = firstMismatch(y, ref2, scale2) { XCTFail("shared layer2 compact \(tag): \(m)"); return }
+            checked["shared-layer2", default: 0] += 1
+
+            // --- Per-sample mask ---
+            let bits = makeBits(pattern, batch: batch, blocks: blocks, perRow: true, rng: &rng)
+            let mask = try GateMask.perSample(bits: bits, batch: batch, granularity: g, units: h)
+            var refP = [Double](repeating: 0, count: batch * h), scaleP = [Double](repeating: 0, count: batch * h)
+            var hMaskedP = [Float](repeating: 0, count: batch * h), hScatP = [Float](repeating: .nan, count: batch * h)
+            var pairs = 0
+            for b in 0..<batch { for j in 0..<blocks where bits[b * blocks + j] != 0 {
+                for u in (j * g)..<min((j + 1) * g, h) {
+                    pairs += 1
+                    refP[b * h + u] = max(0, pre[b * h + u] + Double(bias[u]))
+                    scaleP[b * h + u] = preAbs[b * h + u] + abs(Double(bias[u]))
+                    hMaskedP[b * h + u] = hVals[b * h + u]; hScatP[b * h + u] = hVals[b * h + u]
+                }
+            } }
+            XCTAssertEqual(mask.activePairs(batch: batch, units: h), pairs, tag)
+            let (ref2P, scale2P) = layer2Reference(hMaskedP, batch: batch, h: h, v: v, bias: bias2, c: c)
+            let nr = engine.gemm.kernels.nr
+            for strategy in PerSampleStrategy.allCases { for pk in [nil, packed] {
+                let tag = tag + (pk == nil ? "" : " packed")
+                var o = [Float](repeating: .nan, count: batch * h)
+                let r = try engine.gatedLinear(input: x, batch: batch, inFeatures: d, weights: w, bias: bias, units: h,
+                                               mask: mask, strategy: strategy, packed: pk, output: &o)
+                if let m = firstMismatch(o, refP, scaleP) { XCTFail("per-sample L1 \(strategy) → \(r.strategy) \(tag): \(m)"); return }
+                XCTAssertEqual(r.cost.useful.macs, pairs * d, tag)
+                XCTAssertEqual(r.cost.total.macs, r.cost.useful.macs + r.cost.wasted.macs, tag)
+                switch r.strategy {
+                case .denseThenMask: XCTAssertEqual(r.cost.total.macs, batch * h * d, tag)
+                case .sampleMajor: XCTAssertEqual(r.cost.wasted.macs, 0, tag)
+                case .unitMajor:
+                    let exact = groupedPairs(bits, batch: batch, blocks: blocks, g: g, h: h, blocksPerGroup: 1)
+                    let wide = groupedPairs(bits, batch: batch, blocks: blocks, g: g, h: h, blocksPerGroup: max(1, nr / g))
+                    XCTAssertTrue([exact * d, wide * d].contains(r.cost.total.macs), "\(tag): unit-major MACs \(r.cost.total.macs)")
+                    if r.cost.total.macs != exact * d { sawGroupedUnitMajor = true }
+                default: XCTFail("unexpected strategy \(r.strategy)")
+                }
+                if strategy != .auto { XCTAssertEqual(r.strategy.rawValue, strategy.rawValue, tag) }
+                checked["per-sample-L1-\(strategy)\(pk == nil ? "" : "-packed")", default: 0] += 1
+                guard pk == nil else { continue }
+
+                var yP = [Float](repeating: .nan, count: batch * c)
+                let q = try engine.maskedInputLinear(input: hScatP, batch: batch, units: h, weights: v, bias: bias2,
+                                                     outFeatures: c, mask: mask, strategy: strategy, output: &yP)
+                if let m = firstMismatch(yP, ref2P, scale2P) { XCTFail("per-sample L2 \(strategy) → \(q.strategy) \(tag): \(m)"); return }
+                XCTAssertEqual(q.cost.useful.macs, pairs * c, tag)
+                XCTAssertEqual(q.cost.total.macs, q.strategy == .denseThenMask ? batch * h * c : pairs * c, tag)
+                checked["per-sample-L2-\(strategy)", default: 0] += 1
+            } }
+
+            // --- All-on mask: the plain dense path ---
+            if caseIndex % 10 == 0 {
+                var o = [Float](repeating: .nan, count: batch * h)
+                let r = try engine.gatedLinear(input: x, batch: batch, inFeatures: d, weights: w, bias: bias, units: h,
+                                               mask: .all, output: &o)
+                let ref = (0..<(batch * h)).map { max(0, pre[$0] + Double(bias[$0 % h])) }
+                if let m = firstMismatch(o, ref, (0..<(batch * h)).map { preAbs[$0] + 1 }) { XCTFail("all \(tag): \(m)"); return }
+                XCTAssertEqual(r.strategy, .dense)
+                XCTAssertEqual(r.paperRelativeMAC, 1)
+            }
+        }
+        for (path, count) in checked where path != "shared-panels" { XCTAssertGreaterThanOrEqual(count, 500, path) }
+        XCTAssertGreaterThanOrEqual(checked["shared-panels"] ?? 0, 50, "the pre-packed panel path was rarely exercised")
+        XCTAssertTrue(sawGroupedUnitMajor, "the grouped unit-major path was never exercised")
+    }
+
+    /// A few layer-sized cases (D = 784) on 2 threads, including unaligned H and every strategy.
+    func testLargeShapes() throws {
+        let engine = try makeSparse(threads: 2)
+        engine.gemm.parallelThresholdMACs = 1 << 17
+        var rng = SplitMix64(seed: 99)
+        for (batch, h, g) in [(32, 512, 16), (1, 500, 64), (64, 300, 1)] {
+            let d = 784
+            let x = randomArray(batch * d, &rng), w = randomArray(h * d, &rng), bias = randomArray(h, &rng)
+            let pre = Reference.sgemm(transB: true, m: batch, n: h, k: d, a: x, lda: d, b: w, ldb: d)
+            let blocks = (h + g - 1) / g
+            let bits = (0..<(batch * blocks)).map { _ in UInt8(rng.nextDouble() < 0.25 ? 1 : 0) }
+            let mask = try GateMask.perSample(bits: bits, batch: batch, granularity: g, units: h)
+            var ref = [Double](repeating: 0, count: batch * h)
+            for b in 0..<batch { for j in 0..<blocks where bits[b * blocks + j] != 0 {
+                for u in (j * g)..<min((j + 1) * g, h) { ref[b * h + u] = max(0, pre[b * h + u] + Double(bias[u])) }
+            } }
+            for strategy in PerSampleStrategy.allCases {
+                var o = [Float](repeating: .nan, count: batch * h)
+                try engine.gatedLinear(input: x, batch: batch, inFeatures: d, weights: w, bias: bias, units: h,
+                                       mask: mask, strategy: strategy, output: &o)
+                if let m = firstMismatch(o, ref, [Double](repeating: 30, count: ref.count)) { XCTFail("large \(strategy) B=\(batch) H=\(h): \(m)") }
+            }
+            let sharedMask = try GateMask.shared(blockFlags: (0..<blocks).map { $0 % 3 == 0 }, granularity: g, units: h)
+            var o = [Float](repeating: .nan, count: batch * h)
+            let r = try engine.gatedLinear(input: x, batch: batch, inFeatures: d, weights: w, bias: bias, units: h,
+                                           mask: sharedMask, output: &o)
+            for b in 0..<batch { for u in 0..<h {
+                let on = sharedMask.activeUnits.contains(Int32(u))
+                let want = on ? max(0, pre[b * h + u] + Double(bias[u])) : 0
+                XCTAssertEqual(Double(o[b * h + u]), want, accuracy: 1e-3 * 30, "large shared B=\(batch) H=\(h) (\(b),\(u))")
+            } }
+            XCTAssertEqual(r.cost.useful.macs, batch * sharedMask.activeUnits.count * d)
+            XCTAssertEqual(r.paperRelativeMAC, Double(sharedMask.activeUnits.count) / Double(h), accuracy: 1e-12)
+        }
+    }
+
+    func testMaskValidationErrors() throws {
+        func message(_ body: () throws -> Any) -> String {
+            do { _ = try body(); return "" } catch { return "\(error)" }
+        }
+        XCTAssertTrue(message { try GateMask.shared(activeBlocks: [0], granularity: 0, units: 8) }.contains("granularity"))
+        XCTAssertTrue(message { try GateMask.shared(activeBlocks: [0], granularity: -3, units: 8) }.contains("≥ 1"))
+        XCTAssertTrue(message { try GateMask.shared(activeBlocks: [3], granularity: 4, units: 10) }.contains("out of range"))
+        XCTAssertTrue(message { try GateMask.shared(activeBlocks: [-1], units: 10) }.contains("out of range"))
+        XCTAssertTrue(message { try GateMask.shared(activeBlocks: [2, 1], units: 10) }.contains("sorted"))
+        XCTAssertTrue(message { try GateMask.shared(activeBlocks: [1, 1], units: 10) }.contains("sorted"))
+        XCTAssertTrue(message { try GateMask.shared(blockFlags: [true], granularity: 4, units: 10) }.contains("needs 3"))
+        XCTAssertTrue(message { try GateMask.perSample(bits: [1, 0, 1], batch: 2, granularity: 4, units: 10) }.contains("needs 6"))
+        XCTAssertTrue(message { try GateMask.perSample(bits: [], batch: 0, units: 10) }.contains("batch"))
+        XCTAssertTrue(message { try GateMask.perSample(packed: [0, 0], batch: 2, units: 10) }.contains("packed"))
+        // Partial last block is fine: 10 units, G = 4 → blocks 0..2, block 2 = units 8, 9.
+        let m = try GateMask.shared(activeBlocks: [2], granularity: 4, units: 10)
+        XCTAssertEqual(m.activeUnits, [8, 9])
+        let p = try GateMask.perSample(packed: [0b1001], batch: 2, granularity: 4, units: 10)
+        XCTAssertEqual(p.bits, [1, 0, 0, 1, 0, 0])
+
+        var out = [Float](repeating: 0, count: 100)
+        // Non-0/1 flags are normalised to 1.
+        XCTAssertEqual(try GateMask.perSample(bits: [0, 7, 255, 1], batch: 2, granularity: 5, units: 10).bits, [0, 1, 1, 1])
+
+        let engine = try makeSparse(threads: 1)
+        let x = [Float](repeating: 1, count: 40), w = [Float](repeating: 1, count: 100)
+        let wrongPacked = try engine.packWeights(w, units: 5, inFeatures: 20)
+        XCTAssertTrue(message { try engine.gatedLinear(input: x, batch: 4, inFeatures: 10, weights: w, bias: nil, units: 10,
+                                                     mask: .all, packed: wrongPacked, output: &out) }.contains("packed weights"))
+        let per = try GateMask.perSample(bits: [UInt8](repeating: 1, count: 8), batch: 4, granularity: 5, units: 10)
+        XCTAssertTrue(message { try engine.gatedLinear(input: x, batch: 4, inFeatures: 10, weights: w, bias: nil, units: 10,
+                                                     mask: per, layout: .compact, output: &out) }.contains("compact"))
+        XCTAssertTrue(message { try engine.gatedLinear(input: x, batch: 2, inFeatures: 10, weights: w, bias: nil, units: 10,
+                                                     mask: per, output: &out) }.contains("rows"))
+        XCTAssertTrue(message { try engine.gatedLinear(input: x, batch: 4, inFeatures: 10, weights: w, bias: nil, units: 9,
+                                                     mask: per, output: &out) }.contains("units"))
+        XCTAssertTrue(message { try engine.gatedLinear(input: x, batch: 0, inFeatures: 10, weights: w, bias: nil, units: 10,
+                                                     mask: per, output: &out) }.contains("batch"))
+    }
+
+    func testCostModelCalibratesAndCaches() throws {
+        let kernels = try KernelSet.select(.auto)
+        let dir = "/tmp/dgperf-sparse-test-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let cache = SparseCostModelCache(path: dir + "/nested/model.json")
+        let model = SparseCostModel.loadOrCalibrate(kernels: kernels, workers: 1, cache: cache)
+        XCTAssertGreaterThan(model.gemmMAC, 0)
+        XCTAssertGreaterThan(model.gemvMAC, 0)
+        XCTAssertEqual(cache.load(fingerprint: model.fingerprint), model)
+        // An unwritable cache never fails the run.
+        let bad = SparseCostModelCache(path: "/proc/definitely/not/writable.json")
+        bad.store(model)
+        XCTAssertNil(bad.load(fingerprint: model.fingerprint))
+        // Auto picks a sparse path for a very sparse, block-granular mask and dense for an all-on one.
+        let engine = SparseEngine(gemm: try makeGemm(threads: 1), costModel: model, costModelCache: nil)
+        let batch = 64, d = 256, h = 512, g = 64
+        var rng = SplitMix64(seed: 5)
+        let x = randomArray(batch * d, &rng), w = randomArray(h * d, &rng)
+        var out = [Float](repeating: 0, count: batch * h)
+        let sparse = try GateMask.perSample(bits: (0..<(batch * 8)).map { UInt8($0 % 8 == 0 ? 1 : 0) }, batch: batch, granularity: g, units: h)
+        let r1 = try engine.gatedLinear(input: x, batch: batch, inFeatures: d, weights: w, bias: nil, units: h, mask: sparse, output: &out)
+        XCTAssertNotEqual(r1.strategy, .denseThenMask, "\(r1.predictedSeconds)")
+        let full = try GateMask.perSample(bits: [UInt8](repeating: 1, count: batch * 8), batch: batch, granularity: g, units: h)
+        let r2 = try engine.gatedLinear(input: x, batch: batch, inFeatures: d, weights: w, bias: nil, units: h, mask: full, output: &out)
+        XCTAssertEqual(r2.strategy, .denseThenMask, "\(r2.predictedSeconds)")
+    }
+}
+
+/// y = h·Vᵀ + bias in float64 (h already masked) and the Σ|terms| scale for tolerances.
+func layer2Reference(_ h: [Float], batch: Int, h hDim: Int, v: [Float], bias: [Float], c: Int) -> ([Double], [Double]) {
+    let y = Reference.sgemm(transB: true, m: batch, n: c, k: hDim, a: h, lda: hDim, b: v, ldb: hDim)
+    let s = Reference.sgemm(transB: true, m: batch, n: c, k: hDim, a: h.map(abs), lda: hDim, b: v.map(abs), ldb: hDim)
+    return ((0..<(batch * c)).map { y[$0] + Double(bias[$0 % c]) }, (0..<(batch * c)).map { s[$0] + abs(Double(bias[$0 % c])) })
+}
+
+/// Closed form of unit-major's executed pairs: Σ over groups of (samples using any block of the group) × group width.
+func groupedPairs(_ bits: [UInt8], batch: Int, blocks: Int, g: Int, h: Int, blocksPerGroup: Int) -> Int {
+    var total = 0
+    for j0 in stride(from: 0, to: blocks, by: blocksPerGroup) {
+        let j1 = min(j0 + blocksPerGroup, blocks)
+        let users = (0..<batch).filter { b in (j0..<j1).contains { bits[b * blocks + $0] != 0 } }.count
+        total += users * (min(j1 * g, h) - j0 * g)
+    }
+    return total
+}
