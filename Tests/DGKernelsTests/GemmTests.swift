@@ -110,6 +110,10 @@ final class GemmTests: XCTestCase {
             try check(engine, Self.variants[0], m: 64, n: 257, k: 784, rng: &rng, bias: true, relu: true, label: label)
             try check(engine, Self.variants[0], m: 1, n: 512, k: 784, rng: &rng, bias: true, relu: false, label: label)
             try check(engine, Self.variants[2], m: 127, n: 65, k: 255, rng: &rng, beta: 1, label: label)
+            // Narrow outputs take the transposed path (Cᵀ = Bᵀ·Aᵀ, then the epilogue while transposing back).
+            try check(engine, Self.variants[0], m: 256, n: 10, k: 512, rng: &rng, bias: true, relu: true, label: label)
+            try check(engine, Self.variants[1], m: 100, n: 3, k: 33, rng: &rng, beta: 0.5, bias: true, label: label)
+            try check(engine, Self.variants[2], m: 70, n: 1, k: 9, rng: &rng, beta: 1, label: label)
         }
     }
 

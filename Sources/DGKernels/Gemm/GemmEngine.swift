@@ -10,6 +10,7 @@ public final class GemmEngine: @unchecked Sendable {
     public let executor: ParallelExecutor
     private var aBuffers: [AlignedBuffer]
     private var bBuffers: [AlignedBuffer]
+    private let narrowScratch = AlignedBuffer()
     private var tileBuffers: [AlignedBuffer]
 
     /// Below this many MACs a call runs on one worker: fork-join would cost more than it saves.
@@ -102,8 +103,27 @@ public final class GemmEngine: @unchecked Sendable {
             gemvPath(n: n, k: k, a: a, b: b, c: c, epilogue: epilogue)
             return cost
         }
+        if n * 2 < kernels.nr && m >= 2 * kernels.nr {
+            // Narrow output (e.g. 10 classes): an NR-wide tile would be mostly padding. Compute Cᵀ = Bᵀ·Aᵀ
+            // instead, so the narrow side becomes the MR-row side, then transpose it into C with the epilogue.
+            narrowPath(m: m, n: n, k: k, a: a, b: b, c: c, epilogue: epilogue)
+            return cost
+        }
         attributingPackTime { blockedPath(m: m, n: n, k: k, a: a, b: b, c: c, epilogue: epilogue) }
         return cost
+    }
+
+    /// Cᵀ (n×m, scratch) = Bᵀ·Aᵀ on the blocked path, then C(i, j) = Cᵀ(j, i) + epilogue.
+    private func narrowPath(m: Int, n: Int, k: Int, a: MatrixOperand, b: MatrixOperand, c: OutputOperand, epilogue: Epilogue) {
+        let at = MatrixOperand(base: b.base, rowStride: b.colStride, colStride: b.rowStride, rowIndex: b.colIndex, colIndex: b.rowIndex)
+        let bt = MatrixOperand(base: a.base, rowStride: a.colStride, colStride: a.rowStride, rowIndex: a.colIndex, colIndex: a.rowIndex)
+        let ct = narrowScratch.reserve(n * m)
+        attributingPackTime {
+            blockedPath(m: n, n: m, k: k, a: at, b: bt, c: OutputOperand(base: ct, rowStride: m), epilogue: .none)
+        }
+        for i in 0..<m {
+            for j in 0..<n { storeScalar(c, i, j, ct[j * m + i], epilogue) }
+        }
     }
 
     // MARK: - Batch-1 path

@@ -101,8 +101,13 @@ final class GatedLayerExecutor {
     /// Dense `out = x·Wᵀ + b` (ReLU optional) on pre-packed weights.
     func linearDense(x: UnsafePointer<Float>, batch: Int, inDim: Int, weight: UnsafePointer<Float>,
                      bias: UnsafePointer<Float>?, outDim: Int, relu: Bool, out: UnsafeMutablePointer<Float>) -> KernelCost {
-        engine.gemm(m: batch, a: .rowMajor(x, ld: inDim), packed: packed(weight, n: outDim, k: inDim),
-                    c: OutputOperand(base: out, rowStride: outDim), epilogue: Epilogue(bias: bias, relu: relu))
+        let c = OutputOperand(base: out, rowStride: outDim), e = Epilogue(bias: bias, relu: relu)
+        if outDim * 2 < engine.kernels.nr && batch >= 2 * engine.kernels.nr {
+            // Narrow layers (the 10-class output) take the engine's transposed path, which packs per call.
+            return engine.gemm(m: batch, n: outDim, k: inDim, a: .rowMajor(x, ld: inDim),
+                               b: .rowMajor(weight, ld: inDim, transposed: true), c: c, epilogue: e)
+        }
+        return engine.gemm(m: batch, a: .rowMajor(x, ld: inDim), packed: packed(weight, n: outDim, k: inDim), c: c, epilogue: e)
     }
 
     /// `out` is batch × outDim (full width; masked outputs are written as 0). `scale` multiplies live outputs
