@@ -332,7 +332,9 @@ final class PeerTests: XCTestCase {
     }
 
     func fakeWorker(_ name: String, body: String) throws -> String {
-        let path = tempDir() + "/\(name).py"
+        let dir = tempDir()
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/\(name).py"
         try AtomicFile.write(body, to: path)
         return path
     }
