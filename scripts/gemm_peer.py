@@ -9,28 +9,13 @@ Run it through dgperf, which sets OPENBLAS_NUM_THREADS and unsets OPENBLAS_CORET
 (or forces OPENBLAS_CORETYPE=Haswell for the AVX2 comparison) for this command only.
 """
 import argparse
-import ctypes
-import glob
 import json
 import os
 import sys
 import time
 
-
-def openblas_corename(np):
-    """The OpenBLAS kernel family numpy's BLAS runs (e.g. SkylakeX, Haswell), or 'unknown'."""
-    libdir = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs")
-    for path in glob.glob(os.path.join(libdir, "*openblas*")):
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for sym in ("scipy_openblas_get_corename64_", "scipy_openblas_get_corename", "openblas_get_corename"):
-            fn = getattr(lib, sym, None)
-            if fn is not None:
-                fn.restype = ctypes.c_char_p
-                return fn().decode()
-    return "unknown"
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "peers"))
+from blas_info import numpy_blas, openblas_corename  # noqa: E402
 
 
 def main():
@@ -44,12 +29,7 @@ def main():
     except ImportError:
         print(json.dumps({"error": "numpy is not installed (pip install numpy)"}))
         return 3
-    blas = "unknown"
-    try:
-        cfg = np.show_config(mode="dicts")
-        blas = "%s %s" % (cfg["Build Dependencies"]["blas"]["name"], cfg["Build Dependencies"]["blas"]["version"])
-    except Exception:
-        pass
+    blas = numpy_blas(np)
     core = openblas_corename(np)
     rng = np.random.default_rng(42)
     for spec in args.shapes.split(";"):

@@ -84,11 +84,8 @@ public final class KernelCellMeasurer: CellMeasuring {
             return .failed("\(e)")
         }
         let batch = cell.batch, inF = spec.inputFeatures
-        // Inputs are generated before timing; samples rotate through a few so per-sample gates see varied data.
-        let variants = 4
-        var rng = SplitMix64(seed: spec.seed &+ 0x5EED)
-        let inputs = AlignedBuffer(capacity: variants * batch * inF)
-        for i in 0..<(variants * batch * inF) { inputs.pointer[i] = rng.nextGaussian() }
+        let variants = KernelCellMeasurer.inputVariants
+        let inputs = KernelCellMeasurer.makeInputs(spec: spec, batch: batch)
         let output = AlignedBuffer(capacity: max(batch * spec.classes, 1))
         var variant = 0
         func call() throws -> ForwardReport {
@@ -140,11 +137,29 @@ public final class KernelCellMeasurer: CellMeasuring {
         }
     }
 
+    /// Input rows per cell: inputs are generated before timing and samples rotate through a few variants,
+    /// so per-sample gates see varied data. The peers get the very same inputs.
+    public static let inputVariants = 4
+
+    /// `inputVariants` × batch × inputFeatures Gaussian inputs, seeded by the sweep seed.
+    public static func makeInputs(spec: SweepSpec, batch: Int) -> AlignedBuffer {
+        let count = inputVariants * batch * spec.inputFeatures
+        var rng = SplitMix64(seed: spec.seed &+ 0x5EED)
+        let inputs = AlignedBuffer(capacity: count)
+        for i in 0..<count { inputs.pointer[i] = rng.nextGaussian() }
+        return inputs
+    }
+
+    /// Bytes written to evict the caches (`--cold`): twice the last-level cache, at least 32 MiB.
+    public static var flushBytes: Int {
+        let l3 = (CacheSizes.current.l3PerCore ?? 8 << 20) * max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        return max(2 * l3, 32 << 20)
+    }
+
     /// Evicts the caches by writing a buffer larger than the last-level cache (`--cold`).
     func flushCaches() {
         if flushBuffer.isEmpty {
-            let l3 = (CacheSizes.current.l3PerCore ?? 8 << 20) * max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
-            flushBuffer = [UInt8](repeating: 0, count: max(2 * l3, 32 << 20))
+            flushBuffer = [UInt8](repeating: 0, count: KernelCellMeasurer.flushBytes)
         }
         flushBuffer.withUnsafeMutableBufferPointer { p in
             var i = 0

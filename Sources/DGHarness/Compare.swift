@@ -71,13 +71,13 @@ public enum Compare {
         if base.spec.cold != new.spec.cold { notes.append("cache state differs (cold vs warm): ratios may shift for that reason alone") }
         func measured(_ r: RunResults) -> [String: CellResult] {
             var d: [String: CellResult] = [:]
-            for c in r.cells where c.status == .ok && (options.onlyKeys?.contains(c.key) ?? true) { d[c.key] = c }
+            for c in r.dgperfCells where c.status == .ok && (options.onlyKeys?.contains(c.key) ?? true) { d[c.key] = c }
             return d
         }
         let b = measured(base), n = measured(new)
         let dense = { (r: RunResults) -> [String: CellResult] in
             var d: [String: CellResult] = [:]
-            for c in r.cells where c.status == .ok && c.cell.model == .dense { d[c.cell.groupKey] = c }
+            for c in r.dgperfCells where c.status == .ok && c.cell.model == .dense { d[c.cell.groupKey] = c }
             return d
         }
         let bDense = dense(base), nDense = dense(new)

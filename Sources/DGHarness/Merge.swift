@@ -26,8 +26,8 @@ public enum Merge {
         }
         let expected = first.results.spec.selectCells(shard: nil, keys: first.results.cellFilter.map(Set.init))
         let order = Dictionary(uniqueKeysWithValues: expected.enumerated().map { ($1.key, $0) })
-        merged.cells.sort { (order[$0.key] ?? Int.max) < (order[$1.key] ?? Int.max) }
-        let missing = expected.count - merged.cells.count
+        merged.sortCells(by: order)
+        let missing = expected.count - merged.dgperfCells.count
         merged.complete = missing == 0 && parts.allSatisfy { $0.results.complete }
         if missing > 0 { notes.append("\(missing) of \(expected.count) cells are missing (a shard not given or not finished)") }
         merged.updatedAt = now

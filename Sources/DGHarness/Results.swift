@@ -80,10 +80,19 @@ public struct DerivedFigures: Codable, Sendable, Equatable {
     public var relativeMacExecuted: Double
 }
 
+/// Who executed a cell record: dgperf's kernels, or a peer framework running the same cell in the same run
+/// (`--peers numpy,torch`).
+public enum Implementation: String, Codable, Sendable, CaseIterable {
+    case dgperf, numpy, torch
+}
+
 /// One cell's record.
 public struct CellResult: Codable, Sendable, Equatable {
+    /// `cell.key` for dgperf records; peer records append " impl=<peer>" so every record's key is unique.
     public var key: String
     public var cell: Cell
+    /// Who ran it. Optional in the file (schema unchanged): absent means dgperf (files written before peers).
+    public var impl: Implementation?
     public var status: CellStatus
     public var reason: String?
     public var measuredAt: String
@@ -108,8 +117,8 @@ public struct CellResult: Codable, Sendable, Equatable {
     public init(cell: Cell, status: CellStatus, reason: String? = nil, measuredAt: String, masks: String,
                 peakGflopsPerCore: Double? = nil, timing: CellTiming? = nil, cost: CostBreakdown? = nil,
                 denseCost: KernelCost? = nil, measuredActiveFraction: Double? = nil, notes: [String: String] = [:],
-                runtime: RuntimeStatistics? = nil, accuracy: Double? = nil) {
-        key = cell.key; self.cell = cell; self.status = status; self.reason = reason; self.measuredAt = measuredAt
+                runtime: RuntimeStatistics? = nil, accuracy: Double? = nil, impl: Implementation = .dgperf) {
+        key = CellResult.key(cell, impl); self.impl = impl; self.cell = cell; self.status = status; self.reason = reason; self.measuredAt = measuredAt
         self.masks = masks; self.peakGflopsPerCore = peakGflopsPerCore; self.timing = timing; self.cost = cost
         self.denseCost = denseCost; self.measuredActiveFraction = measuredActiveFraction; self.notes = notes
         self.runtime = runtime; self.accuracy = accuracy
@@ -117,15 +126,37 @@ public struct CellResult: Codable, Sendable, Equatable {
 
     /// Median seconds per forward call (ok cells).
     public var medianSeconds: Double? { timing?.summary.median }
+
+    public var implementation: Implementation { impl ?? .dgperf }
+    public var isPeer: Bool { implementation != .dgperf }
+
+    /// The record key of `cell` run by `impl`.
+    public static func key(_ cell: Cell, _ impl: Implementation) -> String {
+        impl == .dgperf ? cell.key : cell.key + " impl=" + impl.rawValue
+    }
 }
 
 extension RunResults {
-    /// Recomputes every cell's derived figures from its own record and its group's dense cell.
+    /// Recomputes every cell's derived figures from its own record and its group's dense cell
+    /// (a peer's speedup is over the same peer's dense run).
     public mutating func recomputeDerived() {
         var denseByGroup: [String: CellResult] = [:]
-        for c in cells where c.cell.model == .dense && c.status == .ok { denseByGroup[c.cell.groupKey] = c }
+        func group(_ c: CellResult) -> String { c.implementation.rawValue + " " + c.cell.groupKey }
+        for c in cells where c.cell.model == .dense && c.status == .ok { denseByGroup[group(c)] = c }
         for i in cells.indices {
-            cells[i].derived = Derivation.derive(cells[i], dense: denseByGroup[cells[i].cell.groupKey])
+            cells[i].derived = Derivation.derive(cells[i], dense: denseByGroup[group(cells[i])])
+        }
+    }
+
+    /// The records dgperf itself measured (what efficiency tables, plots, merge and compare's speedups use).
+    public var dgperfCells: [CellResult] { cells.filter { !$0.isPeer } }
+
+    /// Record order: sweep expansion order of the cell, dgperf first, then the peers.
+    public mutating func sortCells(by order: [String: Int]) {
+        let implRank = Dictionary(uniqueKeysWithValues: Implementation.allCases.enumerated().map { ($1, $0) })
+        cells.sort {
+            let a = order[$0.cell.key] ?? Int.max, b = order[$1.cell.key] ?? Int.max
+            return a != b ? a < b : implRank[$0.implementation]! < implRank[$1.implementation]!
         }
     }
 }

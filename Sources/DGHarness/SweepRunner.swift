@@ -22,6 +22,8 @@ public final class SweepRunner {
     public let store: ResultsStore
     public let measurer: CellMeasuring
     public weak var observer: SweepObserver?
+    /// Peer frameworks run after dgperf on every cell (`--peers`); nil = dgperf only.
+    public var peers: PeerMeasuring?
     let now: () -> String
 
     public init(spec: SweepSpec, shard: Shard?, cellFilter: [String]? = nil, store: ResultsStore,
@@ -51,28 +53,47 @@ public final class SweepRunner {
         results.cells.removeAll { $0.status == .skipped }
         let cells = selectedCells
         let done = Set(results.cells.map(\.key))
-        let pending = cells.filter { !done.contains($0.key) }
+        let peerImpls = peers?.implementations ?? []
+        func missingPeers(_ cell: Cell) -> [Implementation] { peerImpls.filter { !done.contains(CellResult.key(cell, $0)) } }
+        let pending = cells.filter { !done.contains($0.key) || !missingPeers($0).isEmpty }
+        let pendingOwn = pending.filter { !done.contains($0.key) }
         results.complete = false
         results.updatedAt = now()
         try store.write(results)
-        let perCell = spec.repetition.budgetSeconds + spec.repetition.warmupSeconds + 0.05
-        observer?.sweepStarted(totalCells: cells.count, alreadyDone: cells.count - pending.count, estimatedSecondsPerCell: perCell)
-        var index = cells.count - pending.count
+        let perCell = (spec.repetition.budgetSeconds + spec.repetition.warmupSeconds + 0.05) * Double(1 + peerImpls.count)
+        observer?.sweepStarted(totalCells: cells.count, alreadyDone: cells.count - pendingOwn.count, estimatedSecondsPerCell: perCell)
+        var index = cells.count - pendingOwn.count
         for cell in pending {
             if Interrupt.requested { return (.interrupted(done: index, total: cells.count), results) }
-            observer?.cellStarted(cell, index: index, of: cells.count)
-            let t0 = monotonicSeconds()
-            let m: CellMeasurement
-            do { m = try measurer.measure(cell, spec: spec) } catch is SweepInterrupted {
-                return (.interrupted(done: index, total: cells.count), results)
+            if !done.contains(cell.key) {
+                observer?.cellStarted(cell, index: index, of: cells.count)
+                let t0 = monotonicSeconds()
+                let m: CellMeasurement
+                do { m = try measurer.measure(cell, spec: spec) } catch is SweepInterrupted {
+                    return (.interrupted(done: index, total: cells.count), results)
+                }
+                let record = makeRecord(cell, m)
+                results.cells.append(record)
+                results.recomputeDerived()
+                results.updatedAt = now()
+                try store.write(results)
+                index += 1
+                observer?.cellFinished(results.cells.last!, index: index, of: cells.count, elapsedSeconds: monotonicSeconds() - t0)
             }
-            let record = makeRecord(cell, m)
-            results.cells.append(record)
-            results.recomputeDerived()
-            results.updatedAt = now()
-            try store.write(results)
-            index += 1
-            observer?.cellFinished(results.cells.last!, index: index, of: cells.count, elapsedSeconds: monotonicSeconds() - t0)
+            // The same cell in the peer frameworks, right after dgperf (same machine state, same inputs).
+            if let peers, case let missing = missingPeers(cell), !missing.isEmpty {
+                let records: [CellResult]
+                do {
+                    records = try peers.measure(cell, spec: spec, impls: missing, peakGflopsPerCore: measurer.peakGflopsPerCore, now: now())
+                } catch is SweepInterrupted {
+                    return (.interrupted(done: index, total: cells.count), results)
+                }
+                guard !records.isEmpty else { continue }
+                results.cells.append(contentsOf: records)
+                results.recomputeDerived()
+                results.updatedAt = now()
+                try store.write(results)
+            }
         }
         // The peak is a best-of measurement: measure again now and give this run's cells the better value,
         // so one disturbed peak measurement does not skew every fraction-of-peak figure.
@@ -80,7 +101,7 @@ public final class SweepRunner {
             measurer.refinePeak()
             if let after = measurer.peakGflopsPerCore, after > before {
                 let measuredNow = Set(pending.map(\.key))
-                for i in results.cells.indices where measuredNow.contains(results.cells[i].key) && results.cells[i].status == .ok {
+                for i in results.cells.indices where measuredNow.contains(results.cells[i].cell.key) && results.cells[i].status == .ok {
                     results.cells[i].peakGflopsPerCore = after
                 }
                 results.recomputeDerived()
@@ -88,10 +109,11 @@ public final class SweepRunner {
         }
         // Keep file order equal to expansion order, whatever order resumes happened in.
         let order = Dictionary(uniqueKeysWithValues: cells.enumerated().map { ($1.key, $0) })
-        results.cells.sort { (order[$0.key] ?? Int.max) < (order[$1.key] ?? Int.max) }
+        results.sortCells(by: order)
         results.complete = true
         results.updatedAt = now()
         try store.write(results)
+        peers?.finish()
         return (.completed, results)
     }
 

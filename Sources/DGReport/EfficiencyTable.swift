@@ -4,7 +4,7 @@ import DGHarness
 public enum EfficiencyTable {
     public static func make(_ results: RunResults) -> Table {
         let f = Format.fixed
-        let hasAccuracy = results.cells.contains { $0.accuracy != nil }
+        let hasAccuracy = results.dgperfCells.contains { $0.accuracy != nil }
         var cols: [(String, Table.Align)] = [
             ("model", .left), ("hidden", .left), ("threads", .right), ("batch", .right), ("r", .right), ("G", .right),
             ("mask", .left), ("time ms [95% CI]", .right), ("speedup [95% CI]", .right), ("ideal", .right),
@@ -12,7 +12,7 @@ public enum EfficiencyTable {
         ]
         if hasAccuracy { cols.append(("accuracy", .right)) }
         var t = Table(title: "Efficiency (\(results.spec.preset); \(results.environment.cpuModel); kernel \(results.environment.kernel))", columns: cols)
-        for r in results.cells where r.status == .ok {
+        for r in results.dgperfCells where r.status == .ok {
             guard let tm = r.timing, let d = r.derived else { continue }
             let c = r.cell
             let gated = Cell.isGated(c.model)
@@ -53,12 +53,12 @@ public enum EfficiencyTable {
             "masks: \(results.spec.masks); \(results.spec.cold ? "cold caches (flushed before each sample)" : "warm caches"); threads unpinned unless the environment says otherwise (\(results.environment.pinning))",
         ]
         var skipped: [String: (Int, String)] = [:]
-        for c in results.cells where c.status != .ok {
+        for c in results.dgperfCells where c.status != .ok {
             let k = "\(c.cell.model.rawValue) \(c.status.rawValue)"
             skipped[k] = ((skipped[k]?.0 ?? 0) + 1, c.reason ?? "")
         }
         for (k, v) in skipped.sorted(by: { $0.key < $1.key }) { notes.append("\(k): \(v.0) cell\(v.0 == 1 ? "" : "s") (\(v.1))") }
-        if !results.complete { notes.append("INCOMPLETE run: \(results.cells.count) cells so far; continue with `dgperf sweep --resume`") }
+        if !results.complete { notes.append("INCOMPLETE run: \(results.dgperfCells.count) cells so far; continue with `dgperf sweep --resume`") }
         return notes
     }
 }
@@ -94,7 +94,7 @@ public enum BreakEvenTable {
         ])
         var groups: [String: [CellResult]] = [:]
         var order: [String] = []
-        for r in results.cells where r.status == .ok && Cell.isGated(r.cell.model) && r.derived?.speedup != nil {
+        for r in results.dgperfCells where r.status == .ok && Cell.isGated(r.cell.model) && r.derived?.speedup != nil {
             let c = r.cell
             let k = "\(c.model.rawValue)|\(c.groupKey)|\(c.granularity ?? 1)|\(c.maskKind?.rawValue ?? "")"
             if groups[k] == nil { order.append(k) }

@@ -21,7 +21,7 @@ public enum Plots {
 
     public struct NoData: Error { public var message: String }
 
-    static func ok(_ r: RunResults) -> [CellResult] { r.cells.filter { $0.status == .ok && $0.derived != nil } }
+    static func ok(_ r: RunResults) -> [CellResult] { r.dgperfCells.filter { $0.status == .ok && $0.derived != nil } }
 
     /// Speedup over dense vs active fraction, one line per batch size, with the ideal 1/r and break-even (1×) lines.
     /// Fixed: the first hidden shape, thread count, granularity and mask kind of the sweep (named in the title).

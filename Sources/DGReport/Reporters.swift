@@ -28,7 +28,8 @@ public struct CSVReporter: Reporter, Sendable {
         "ci_low_s", "ci_high_s", "outliers", "stop_reason", "macs_useful", "macs_overhead", "macs_wasted", "macs_dense",
         "measured_active_fraction", "gflops", "peak_gflops_per_core", "fraction_of_peak", "speedup", "speedup_low",
         "speedup_high", "ideal_speedup", "fraction_of_ideal", "relative_mac_paper", "relative_mac_net",
-        "relative_mac_executed", "accuracy", "pinned", "migrations", "kernel", "build", "fingerprint",
+        "relative_mac_executed", "accuracy", "pinned", "migrations", "kernel", "build", "fingerprint", "impl", "peer_blas",
+        "cross_check",
     ]
     public func render(_ results: RunResults) -> String {
         var out = CSV.line(CSVReporter.columns) + "\n"
@@ -47,7 +48,8 @@ public struct CSVReporter: Reporter, Sendable {
                 n(r.peakGflopsPerCore), n(d?.fractionOfPeak), n(d?.speedup), n(d?.speedupLow), n(d?.speedupHigh),
                 n(d?.idealSpeedup), n(d?.fractionOfIdeal), n(d?.relativeMacPaper), n(d?.relativeMacNet),
                 n(d?.relativeMacExecuted), n(r.accuracy), r.runtime.map { "\($0.pinned)" } ?? "", i(r.runtime?.migrations),
-                env.kernel, env.buildConfiguration, env.fingerprint,
+                env.kernel, env.buildConfiguration, env.fingerprint, r.implementation.rawValue, r.isPeer ? r.notes["blas"] ?? "" : "",
+                r.notes["crossCheck"] ?? "",
             ]
             out += CSV.line(row) + "\n"
         }
@@ -64,6 +66,8 @@ public struct TableReporter: Reporter {
     }
     public func render(_ results: RunResults) -> String {
         let sep = format == .csv ? "\n" : "\n\n"
-        return format.render(EfficiencyTable.make(results)) + sep + format.render(BreakEvenTable.make(results))
+        var out = format.render(EfficiencyTable.make(results)) + sep + format.render(BreakEvenTable.make(results))
+        if results.cells.contains(where: \.isPeer) { out += sep + format.render(PeerTable.make(results)) }
+        return out
     }
 }

@@ -166,17 +166,19 @@ struct GemmCommand: ParsableCommand {
 
     /// numpy on the same shape, same threads, in a subprocess; nil (with one line on stderr) when unavailable.
     func numpyPeer(m: Int, k: Int, n: Int, threads: Int, isa: ISA, transB: Bool) -> PeerResult? {
-        guard let dir = scriptsDirectory() else {
+        guard let dir = RepositoryScripts.directory() else {
             printError("numpy peer skipped: scripts/gemm_peer.py not found (run from the repository or set DGPERF_ROOT)")
             return nil
         }
-        let core = isa == .avx2 ? "OPENBLAS_CORETYPE=Haswell" : "-u OPENBLAS_CORETYPE"
-        let cmd = "env -u OPENBLAS_L2_SIZE \(core) OPENBLAS_NUM_THREADS=\(threads) OMP_NUM_THREADS=\(threads) " +
-            "python3 '\(dir)/gemm_peer.py' --shapes '\(m),\(k),\(n)' --reps \(reps)\(transB ? "" : " --no-trans-b")"
-        let (out, status) = runShell(cmd)
-        guard status == 0, let line = out.split(separator: "\n").last,
+        var env = Subprocess.environment(setting: ["OPENBLAS_NUM_THREADS": "\(threads)", "OMP_NUM_THREADS": "\(threads)"],
+                                         unsetting: ["OPENBLAS_L2_SIZE", "OPENBLAS_CORETYPE"])
+        if isa == .avx2 { env["OPENBLAS_CORETYPE"] = "Haswell" }
+        var args = ["python3", dir + "/gemm_peer.py", "--shapes", "\(m),\(k),\(n)", "--reps", "\(reps)"]
+        if !transB { args.append("--no-trans-b") }
+        guard let (out, status) = try? Subprocess.run(args, environment: env), status == 0,
+              let line = out.split(separator: "\n").last,
               let r = try? JSONDecoder().decode(PeerResult.self, from: Data(line.utf8)) else {
-            printError("numpy peer skipped: python3/numpy not available or failed (status \(status))")
+            printError("numpy peer skipped: python3/numpy not available or failed")
             return nil
         }
         return r

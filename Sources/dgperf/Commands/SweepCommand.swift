@@ -31,6 +31,8 @@ struct SweepOptions: ParsableArguments {
     @Option(help: "Run slice K of N (1-based), e.g. 2/4; join the slices with `dgperf merge`.") var shard: String?
     @Option(help: "Only run the cell keys listed in this file (one per line), plus their dense references.") var cellsFrom: String?
     @Flag(help: "No progress output and no table on stdout (CI).") var quiet = false
+    @Option(help: "Also run every cell in these frameworks in the same run: numpy or numpy,torch (Python; skipped with one line when missing).")
+    var peers: String?
 
     var request: SweepRequest {
         var r = SweepRequest()
@@ -68,6 +70,7 @@ enum SweepRun {
       dgperf sweep --sparsity 0.5,0.9 --hidden 2048 --layers 3
       dgperf sweep --preset full --shard 1/4 --output results/full-1   # then: dgperf merge results/full-*
       dgperf sweep --resume                           # continue the newest interrupted sweep
+      dgperf --sweep --preset quick --peers numpy,torch   # same cells in numpy / PyTorch, side by side
     Results: <output>/results.json, results.csv, table.md. Then: dgperf table / plot / compare.
     Ctrl-C writes what finished; --resume continues. DGPERF_DISABLE_SPARSE=1 runs gated models densely (demo of a regression).
     """
@@ -76,6 +79,7 @@ enum SweepRun {
         try reportingHarnessErrors {
             try BuildIdentity.requireOptimized()
             let resolved = try options.request.resolve()
+            let peerImpls = try PeerSelection.parse(options.peers)
             let kernels: KernelSet
             do { kernels = try KernelSet.select(ISAChoice(rawValue: resolved.spec.isa) ?? .auto) } catch {
                 throw HarnessError(.software, "\(error)")
@@ -93,6 +97,16 @@ enum SweepRun {
             if measurer.sparseDisabled { printErr("DGPERF_DISABLE_SPARSE is set: gated models run through the dense path (deliberate slowdown)") }
             let runner = SweepRunner(spec: resolved.spec, shard: resolved.shard, cellFilter: resolved.cellFilter,
                                      store: store, measurer: measurer, observer: progress)
+            var peers: PythonPeers?
+            if !peerImpls.isEmpty {
+                let p = PythonPeers(requested: peerImpls, kernels: kernels, spec: resolved.spec, warn: printErr)
+                if !p.implementations.isEmpty {
+                    peers = p
+                    runner.peers = p
+                    if !options.quiet { for (impl, blas) in p.blasSummary.sorted(by: { $0.key.rawValue < $1.key.rawValue }) where p.implementations.contains(impl) { printErr("peer \(impl.rawValue): \(blas)") } }
+                }
+            }
+            defer { peers?.finish() }
             Interrupt.install()
             let (outcome, results) = try runner.run(environment: env, existing: resolved.existing)
             let table = TableReporter(format: .markdown)

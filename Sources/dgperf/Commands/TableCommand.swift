@@ -15,7 +15,7 @@ struct TableCommand: ParsableCommand {
     )
     @Argument(help: "results.json (or its directory).") var results: String
     @Option(help: "markdown, latex or csv.") var format: String = "markdown"
-    @Option(help: "Which table: all, efficiency or break-even.") var table: String = "all"
+    @Option(help: "Which table: all, efficiency, break-even or peers (dgperf vs numpy/torch of a --peers run).") var table: String = "all"
 
     func run() throws {
         try reportingHarnessErrors {
@@ -27,7 +27,12 @@ struct TableCommand: ParsableCommand {
             case "all": print(TableReporter(format: fmt).render(r), terminator: "")
             case "efficiency": print(fmt.render(EfficiencyTable.make(r)), terminator: "")
             case "break-even": print(fmt.render(BreakEvenTable.make(r)), terminator: "")
-            default: throw HarnessError(.usage, "--table '\(table)' is not known; choose all, efficiency or break-even")
+            case "peers":
+                guard r.cells.contains(where: \.isPeer) else {
+                    throw HarnessError(.data, "'\(results)' holds no peer records; run the sweep with --peers numpy (or numpy,torch)")
+                }
+                print(fmt.render(PeerTable.make(r)), terminator: "")
+            default: throw HarnessError(.usage, "--table '\(table)' is not known; choose all, efficiency, break-even or peers")
             }
         }
     }
