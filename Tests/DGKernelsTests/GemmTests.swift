@@ -21,9 +21,12 @@ final class GemmTests: XCTestCase {
             let tiny = ks.with(blocking: BlockingParameters(mr: ks.mr, nr: ks.nr, mc: ks.mr * 2, kc: 16, nc: ks.nr * 2))
             for (label, set) in [("default", ks), ("tiny", tiny)] {
                 out.append(("\(ks.name)/\(label)/1t", GemmEngine(kernels: set, executor: SerialExecutor())))
-                let e2 = GemmEngine(kernels: set, executor: ConcurrentPerformExecutor(workers: 2))
-                e2.parallelThresholdMACs = 0  // force the parallel paths even on tiny shapes
-                out.append(("\(ks.name)/\(label)/2t", e2))
+                for shared in [true, false] {  // shared packed B (BLIS split) and per-worker packing
+                    let e2 = GemmEngine(kernels: set, executor: ConcurrentPerformExecutor(workers: 2))
+                    e2.parallelThresholdMACs = 0  // force the parallel paths even on tiny shapes
+                    e2.sharedPacking = shared
+                    out.append(("\(ks.name)/\(label)/2t\(shared ? "" : "-private")", e2))
+                }
             }
         }
         return out
@@ -97,7 +100,7 @@ final class GemmTests: XCTestCase {
     func testEdgeDimensionsExhaustivelySmall() throws {
         var rng = SplitMix64(seed: 7)
         let small = [1, 2, 3, 5, 7, 13, 17, 31, 33]
-        for (label, engine) in engines() where label.hasSuffix("/2t") || label.contains("tiny") {
+        for (label, engine) in engines() where label.contains("/2t") || label.contains("tiny") {
             for m in small { for n in small { for k in [1, 17, 33] {
                 try check(engine, Self.variants[0], m: m, n: n, k: k, rng: &rng, bias: true, relu: true, label: label)
             } } }

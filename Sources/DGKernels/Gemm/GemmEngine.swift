@@ -13,6 +13,10 @@ public final class GemmEngine: @unchecked Sendable {
     private let narrowScratch = AlignedBuffer()
     private var tileBuffers: [AlignedBuffer]
 
+    /// Multi-threaded blocks share one packed B (BLIS-style, two fork-joins per block) instead of each worker
+    /// packing its own slice of B and all of A. Tests turn it off to cover the other path.
+    public var sharedPacking = true
+
     /// Below this many MACs a call runs on one worker: fork-join would cost more than it saves.
     public var parallelThresholdMACs = 1 << 17
 
@@ -164,6 +168,10 @@ public final class GemmEngine: @unchecked Sendable {
             serialBlocked(rows: 0..<m, cols: 0..<n, k: k, a: a, b: b, c: c, epilogue: epilogue, slot: 0)
             return
         }
+        if sharedPacking && mTiles >= 2 * executor.workerCount {
+            sharedBPath(m: m, n: n, k: k, a: a, b: b, c: c, epilogue: epilogue)
+            return
+        }
         let tiles = splitN ? nTiles : mTiles, tile = splitN ? nr : mr, extent = splitN ? n : m
         executor.run(tasks: workers) { t in
             let lo = min(extent, tiles * t / workers * tile), hi = min(extent, tiles * (t + 1) / workers * tile)
@@ -172,6 +180,47 @@ public final class GemmEngine: @unchecked Sendable {
                 self.serialBlocked(rows: 0..<m, cols: lo..<hi, k: k, a: a, b: b, c: c, epilogue: epilogue, slot: t)
             } else {
                 self.serialBlocked(rows: lo..<hi, cols: 0..<n, k: k, a: a, b: b, c: c, epilogue: epilogue, slot: t)
+            }
+        }
+    }
+
+    /// BLIS's own split: per (jc, pc) block the workers pack B together (split by panels), join, then each
+    /// computes its share of MR-row panels with its own packed A. Nothing is packed twice; the price is two
+    /// fork-joins per block, which the pinned pool makes sub-microsecond.
+    private func sharedBPath(m: Int, n: Int, k: Int, a: MatrixOperand, b: MatrixOperand, c: OutputOperand, epilogue: Epilogue) {
+        let bp = kernels.blocking
+        let mr = bp.mr, nr = bp.nr
+        let workers = executor.workerCount
+        let kcStep = bp.balancedKC(for: k)
+        let ncMax = min(bp.nc, n), kcMax = min(kcStep, k)
+        let bPacked = bBuffers[0].reserve(kcMax * ((ncMax + nr - 1) / nr) * nr)
+        let mTiles = (m + mr - 1) / mr
+        for jc in stride(from: 0, to: n, by: bp.nc) {
+            let nc = min(bp.nc, n - jc)
+            let nPanels = (nc + nr - 1) / nr
+            for pc in stride(from: 0, to: k, by: kcStep) {
+                let kc = min(kcStep, k - pc)
+                let first = pc == 0, last = pc + kc == k
+                executor.parallelFor(nPanels, grain: 1) { range, _ in
+                    Pack.packB(b, j0: jc, nc: nc, p0: pc, kc: kc, nr: nr, panelRange: range, into: bPacked)
+                }
+                let blockEpilogue = Epilogue(beta: first ? epilogue.beta : 1,
+                                             bias: last ? epilogue.bias : nil, biasIndex: epilogue.biasIndex,
+                                             relu: last && epilogue.relu)
+                let panels = PanelSource(base: bPacked, panelStride: kc * nr, kOffset: 0, panelIndex: nil,
+                                         firstColumn: jc, nr: nr, columnLimit: jc + nc)
+                executor.run(tasks: workers) { t in
+                    let lo = min(m, mTiles * t / workers * mr), hi = min(m, mTiles * (t + 1) / workers * mr)
+                    guard lo < hi else { return }
+                    let mcMax = min(bp.mc, hi - lo)
+                    let aPacked = self.aBuffers[t].reserve(kc * ((mcMax + mr - 1) / mr) * mr)
+                    for ic in stride(from: lo, to: hi, by: bp.mc) {
+                        let mc = min(bp.mc, hi - ic)
+                        Pack.packA(a, i0: ic, mc: mc, p0: pc, kc: kc, mr: mr, into: aPacked)
+                        self.macroKernel(mc: mc, kc: kc, ic: ic, panels: panels, panelRange: 0..<nPanels,
+                                         aPacked: aPacked, c: c, epilogue: blockEpilogue, slot: t)
+                    }
+                }
             }
         }
     }
