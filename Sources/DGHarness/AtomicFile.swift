@@ -3,34 +3,49 @@ import Glibc
 /// Whole-file writes that never leave a half-written file: write a temporary sibling, fsync, rename.
 public enum AtomicFile {
     public static func write(_ text: String, to path: String) throws {
+        let e = Array(text.utf8).withUnsafeBytes { writeRaw($0, to: path) }
+        if e != 0 { throw cannotWrite(path, e) }
+    }
+
+    public static func read(_ path: String) throws -> String {
+        guard let bytes = readRaw(path) else {
+            let e = errno
+            throw HarnessError(.noInput, e == EISDIR || isDirectory(path)
+                ? "cannot read '\(path)' (is it a directory?); pass a results .json file"
+                : "cannot read '\(path)': \(String(cString: strerror(e))); check the path")
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// The one atomic-write primitive (every caller maps its errno to its own error): write a sibling temp
+    /// file, fsync, rename. Returns 0, or the errno of the step that failed (the temp file is removed).
+    public static func writeRaw(_ bytes: UnsafeRawBufferPointer, to path: String, mode: mode_t = 0o644) -> Int32 {
         let tmp = path + ".tmp-\(getpid())"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        guard fd >= 0 else { throw cannotWrite(path, errno) }
-        var bytes = Array(text.utf8)
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, mode)
+        guard fd >= 0 else { return errno }
         var offset = 0
         while offset < bytes.count {
-            let n = bytes.withUnsafeMutableBytes { Glibc.write(fd, $0.baseAddress! + offset, $0.count - offset) }
+            let n = Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
             if n < 0 {
                 let e = errno
                 close(fd); unlink(tmp)
-                throw cannotWrite(path, e)
+                return e
             }
             offset += n
         }
-        bytes.removeAll()
         fsync(fd)
         close(fd)
         guard rename(tmp, path) == 0 else {
             let e = errno
             unlink(tmp)
-            throw cannotWrite(path, e)
+            return e
         }
+        return 0
     }
 
-    public static func read(_ path: String) throws -> String {
-        guard let f = fopen(path, "rb") else {
-            throw HarnessError(.noInput, "cannot read '\(path)': \(String(cString: strerror(errno))); check the path")
-        }
+    /// A whole file's bytes, or nil (errno set) when it cannot be opened or read.
+    public static func readRaw(_ path: String) -> [UInt8]? {
+        guard let f = fopen(path, "rb") else { return nil }
         defer { fclose(f) }
         var out: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 1 << 16)
@@ -39,10 +54,8 @@ public enum AtomicFile {
             if n <= 0 { break }
             out += buf[0..<n]
         }
-        if ferror(f) != 0 {
-            throw HarnessError(.noInput, "cannot read '\(path)' (is it a directory?); pass a results .json file")
-        }
-        return String(decoding: out, as: UTF8.self)
+        if ferror(f) != 0 { errno = EISDIR; return nil }
+        return out
     }
 
     /// mkdir -p; throws a clear error when the directory cannot be created or written.

@@ -100,51 +100,21 @@ public struct SlurmJobRecord: Codable, Equatable, Sendable {
 
 /// Small file and process-identity helpers for the Slurm commands (no full Foundation).
 public enum SlurmFiles {
-    public static func read(_ path: String) -> Data? {
-        guard let f = fopen(path, "rb") else { return nil }
-        defer { fclose(f) }
-        var out = [UInt8]()
-        var buf = [UInt8](repeating: 0, count: 1 << 16)
-        while true {
-            let n = buf.withUnsafeMutableBytes { fread($0.baseAddress!, 1, $0.count, f) }
-            if n <= 0 { break }
-            out += buf[0..<n]
-        }
-        return ferror(f) != 0 ? nil : Data(out)
-    }
+    public static func read(_ path: String) -> Data? { AtomicFile.readRaw(path).map { Data($0) } }
 
     public static func writeAtomically(_ text: String, to path: String, mode: mode_t = 0o644) throws {
         try writeAtomically(Data(text.utf8), to: path, mode: mode)
     }
 
-    /// Writes a sibling temp file, fsyncs, renames: readers see the old file or the new one, never half.
+    /// `AtomicFile.writeRaw` (temp file, fsync, rename) with the Slurm commands' error.
     public static func writeAtomically(_ data: Data, to path: String, mode: mode_t = 0o644) throws {
-        let tmp = path + ".tmp-\(getpid())"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, mode)
-        guard fd >= 0 else { throw cannotWrite(path) }
-        let ok = data.withUnsafeBytes { raw -> Bool in
-            var off = 0
-            while off < raw.count {
-                let n = Glibc.write(fd, raw.baseAddress! + off, raw.count - off)
-                if n <= 0 { return false }
-                off += n
-            }
-            return true
-        }
-        fsync(fd)
-        close(fd)
-        guard ok, rename(tmp, path) == 0 else {
-            let e = cannotWrite(path)
-            unlink(tmp)
-            throw e
+        let e = data.withUnsafeBytes { AtomicFile.writeRaw($0, to: path, mode: mode) }
+        guard e == 0 else {
+            throw SlurmError("cannot write '\(path)': \(String(cString: strerror(e))); choose a writable --output", exitCode: SlurmError.environment)
         }
     }
 
-    private static func cannotWrite(_ path: String) -> SlurmError {
-        SlurmError("cannot write '\(path)': \(String(cString: strerror(errno))); choose a writable --output", exitCode: SlurmError.environment)
-    }
-
-    public static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
+    public static func exists(_ path: String) -> Bool { AtomicFile.exists(path) }
 
     /// Names in a directory (no "." or ".."); empty when it cannot be read.
     public static func list(_ directory: String) -> [String] {
@@ -166,10 +136,7 @@ public enum SlurmFiles {
         rmdir(directory)
     }
 
-    public static func isDirectory(_ path: String) -> Bool {
-        var st = stat()
-        return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
-    }
+    public static func isDirectory(_ path: String) -> Bool { AtomicFile.isDirectory(path) }
 
     /// mkdir -p.
     public static func makeDirectory(_ path: String) throws {
