@@ -19,7 +19,7 @@ extension DGPerf {
                 let args = CommandLine.arguments.dropFirst()
                 let known = Set(configuration.subcommands.map { $0._commandName })
                 let sub = args.first.map { known.contains($0) ? " \($0)" : "" } ?? ""
-                printError("error: \(message)" + (code == .validationFailure ? " (see 'dgperf\(sub) --help')" : ""))
+                printErr("error: \(message)" + (code == .validationFailure ? " (see 'dgperf\(sub) --help')" : ""))
             }
             Glibc.exit(code.rawValue)
         }

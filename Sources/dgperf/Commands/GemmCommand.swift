@@ -167,7 +167,7 @@ struct GemmCommand: ParsableCommand {
     /// numpy on the same shape, same threads, in a subprocess; nil (with one line on stderr) when unavailable.
     func numpyPeer(m: Int, k: Int, n: Int, threads: Int, isa: ISA, transB: Bool) -> PeerResult? {
         guard let dir = RepositoryScripts.directory() else {
-            printError("numpy peer skipped: scripts/gemm_peer.py not found (run from the repository or set DGPERF_ROOT)")
+            printErr("numpy peer skipped: scripts/gemm_peer.py not found (run from the repository or set DGPERF_ROOT)")
             return nil
         }
         var env = Subprocess.environment(setting: ["OPENBLAS_NUM_THREADS": "\(threads)", "OMP_NUM_THREADS": "\(threads)"],
@@ -178,7 +178,7 @@ struct GemmCommand: ParsableCommand {
         guard let (out, status) = try? Subprocess.run(args, environment: env), status == 0,
               let line = out.split(separator: "\n").last,
               let r = try? JSONDecoder().decode(PeerResult.self, from: Data(line.utf8)) else {
-            printError("numpy peer skipped: python3/numpy not available or failed")
+            printErr("numpy peer skipped: python3/numpy not available or failed")
             return nil
         }
         return r
@@ -190,4 +190,3 @@ func requireOptimizedBuild() throws {
     do { try BuildIdentity.requireOptimized() } catch let e as HarnessError { throw ValidationError(e.message) }
 }
 
-func printError(_ s: String) { printStandardError(s) }

@@ -2,6 +2,7 @@ import ArgumentParser
 import DGHarness
 import DGKernels
 import DGReport
+import DGRuntime
 import Glibc
 
 /// Sweep flags, shared by `dgperf --sweep` and `dgperf sweep`. Values stay strings here: DGHarness
@@ -135,15 +136,8 @@ func reportingHarnessErrors(_ body: () throws -> Void) throws {
     }
 }
 
-func printErr(_ s: String) {
-    var bytes = Array((s + "\n").utf8)
-    var off = 0
-    while off < bytes.count {
-        let n = bytes.withUnsafeMutableBytes { Glibc.write(2, $0.baseAddress! + off, $0.count - off) }
-        if n <= 0 { break }
-        off += n
-    }
-}
+/// One line on stderr, after flushing stdout so the two never interleave mid-line.
+func printErr(_ s: String) { printStandardError(s) }
 
 func environmentVariables() -> [String: String] {
     var out: [String: String] = [:]
