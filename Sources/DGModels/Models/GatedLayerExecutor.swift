@@ -58,7 +58,8 @@ struct PerSampleMask {
 /// - output-side masks (a gated hidden layer, input unmasked) → `SparseEngine.gatedLinear`: shared masks gather
 ///   (or select whole pre-packed panels), per-sample masks go through the calibrated cost model
 ///   (dense-then-mask / unit-major / sample-major);
-/// - input-side masks (the layer after a gated one) → `SparseEngine.maskedInputLinear` (K-side sparsity);
+/// - input-side masks (the layer after a gated one) → `SparseEngine.maskedInputLinear` (K-side sparsity), except
+///   for narrow layers (the classifier), where the dense product over the exact-zero inputs is faster;
 /// - both sides masked (deep gated stacks) → the GEMM with index maps below (K gather for shared input masks,
 ///   dense over K with the zeros counted as wasted for per-sample input masks).
 /// Weights are packed once per layer (`packed(_:n:k:)`), as any inference engine does; the dense baseline
@@ -133,6 +134,19 @@ final class GatedLayerExecutor {
                                                packed: packed(weight, n: outDim, k: inDim), output: out) {
                 result = Result(cost: r.cost, strategy: r.strategy.rawValue)
             }
+        case (_, .all) where outDim * 2 < engine.kernels.nr:
+            // Narrow layer after a gated one (the 10-class output): the masked inputs are exact zeros (this
+            // executor wrote them), so the dense product is already correct, and on the transposed narrow path
+            // it beats every K-gather (they run at matrix-vector speed). Zero-input MACs count as wasted.
+            let executed = linearDense(x: x, batch: b, inDim: inDim, weight: weight, bias: bias, outDim: outDim,
+                                       relu: relu, out: out)
+            let liveInputs: Int
+            switch inMask {
+            case .all: liveInputs = b * inDim
+            case .shared(let u): liveInputs = b * u.count
+            case .perSample(let p): liveInputs = p.activeUnitsTotal
+            }
+            result = Result(cost: split(executed, useful: liveInputs * outDim), strategy: "k-dense-zero-inputs")
         case (_, .all) where !relu:
             if let mask = gateMask(inMask, batch: b, units: inDim),
                let r = try? sparse.maskedInputLinear(input: x, layout: .scattered, batch: b, units: inDim, weights: weight,
