@@ -155,7 +155,10 @@ extension SparseEngine {
             _ = denseLayer1(x: x, batch: batch, d: d, w: w, h: h, epilogue: Epilogue(bias: bias, relu: relu),
                             packed: packed, out: out)
             applyMask(out, mask: mask)
-            let cost = CostBreakdown(useful: useful,
+            // One dense GEMM reads x and W once each (not a weight row per active pair).
+            var denseUseful = useful
+            denseUseful.bytesRead = 4 * (batch * d + h * d)
+            let cost = CostBreakdown(useful: denseUseful,
                                      overhead: KernelCost(bytesRead: maskBytes, bytesWritten: 4 * (batch * h - pairs)),
                                      wasted: KernelCost(macs: denseMACs - pairs * d))
             return SparseReport(strategy: .denseThenMask, cost: cost, denseMACs: denseMACs, activePairs: pairs,
@@ -200,8 +203,11 @@ extension SparseEngine {
             // Rows outside a group's union were never written, and union rows hold values for blocks they do not use.
             applyMask(out, mask: mask)
             let executed = groups.computedPairs * d
+            // Each group's GEMM reads its weight rows once (x rows are charged to the gather overhead).
+            var groupUseful = useful
+            groupUseful.bytesRead = 4 * (0..<groups.count).reduce(0) { $0 + (groups.hi[$1] - groups.lo[$1]) * d }
             let cost = CostBreakdown(
-                useful: useful,
+                useful: groupUseful,
                 overhead: KernelCost(bytesRead: maskBytes + 4 * groups.rows.count * d,
                                      bytesWritten: 4 * (groups.rows.count + batch * h - pairs)),
                 wasted: KernelCost(macs: executed - pairs * d))
