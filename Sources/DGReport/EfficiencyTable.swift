@@ -50,7 +50,7 @@ public enum EfficiencyTable {
         var notes = [
             "time: median ms per forward call, 95% CI of the median from order statistics; speedup = dense median / this median, same run and shape; ideal = 1/r; efficiency = speedup / ideal",
             "rel MAC paper = useful MACs / dense MACs (what papers report); rel MAC net adds gate/router/packing overhead",
-            "masks: \(results.spec.masks); \(results.spec.cold ? "cold caches (flushed before each sample)" : "warm caches"); threads unpinned unless the environment says otherwise (\(results.environment.pinning))",
+            "masks: \(results.spec.masks); \(results.spec.cold ? "cold caches (flushed before each sample)" : "warm caches"); worker pinning: \(results.environment.pinning) (per-cell pinned/migration checks in results.json)",
         ]
         var skipped: [String: (Int, String)] = [:]
         for c in results.dgperfCells where c.status != .ok {
