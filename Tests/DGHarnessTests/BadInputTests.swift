@@ -25,7 +25,7 @@ final class BadInputTests: XCTestCase {
         let readOnly = tempDir()
         chmod(readOnly, 0o500)
         let weightsOld = tempDir()
-        try AtomicFile.write("{\"format\": \"dgperf.weights/0\"}", to: weightsOld + "/manifest.json")
+        try AtomicFile.write("not a weight file", to: weightsOld + "/old.dgw")
         let weightsNoManifest = tempDir()
         let existing = tempDir()
         try AtomicFile.write("{}", to: existing + "/results.json")
@@ -74,8 +74,8 @@ final class BadInputTests: XCTestCase {
             Case(name: "spec file unknown preset", edit: { $0.specFile = self.write("{\"preset\": \"x\"}", "s.json") }, message: "unknown preset 'x'", code: Self.data),
             Case(name: "spec and preset", edit: { $0.specFile = self.write("{}", "s.json"); $0.preset = "quick" }, message: "either --preset or --spec", code: Self.usage),
             Case(name: "weights missing", edit: { $0.weights = root + "/w" }, message: "is not a directory", code: Self.noInput),
-            Case(name: "weights without manifest", edit: { $0.weights = weightsNoManifest }, message: "has no manifest.json", code: Self.data),
-            Case(name: "weights from another version", edit: { $0.weights = weightsOld }, message: "format 'dgperf.weights/0' but this dgperf reads 'dgperf.weights/1'", code: Self.data),
+            Case(name: "weights without .dgw files", edit: { $0.weights = weightsNoManifest }, message: "holds no .dgw weight files", code: Self.data),
+            Case(name: "weights: foreign or corrupt file", edit: { $0.weights = weightsOld }, message: "is not a dgperf weight file", code: Self.data),
             Case(name: "cells-from unknown key", edit: { $0.cellsFrom = self.write("dense h=1 b=1 t=1\n", "k.txt") }, message: "is not part of this sweep", code: Self.data),
             Case(name: "cells-from empty", edit: { $0.cellsFrom = self.write("\n# nothing\n", "k.txt") }, message: "lists no cell keys", code: Self.data),
         ]

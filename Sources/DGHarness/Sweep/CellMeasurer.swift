@@ -42,6 +42,7 @@ public final class KernelCellMeasurer: CellMeasuring {
     public let sparseDisabled: Bool
     private var engines: [Int: (ParallelExecutor, GemmEngine)] = [:]
     private var flushBuffer: [UInt8] = []
+    private var trained: TrainedWeights?
 
     public init(kernels: KernelSet, measurePeak: Bool = true, environment: [String: String] = [:]) {
         self.kernels = kernels
@@ -78,7 +79,22 @@ public final class KernelCellMeasurer: CellMeasuring {
         let (executor, engine) = engine(threads: cell.threads)
         let model: InferenceModel
         do {
-            model = try ModelFactory.synthetic(modelSpec, engine: engine, seed: spec.seed)
+            if spec.masks.hasPrefix("trained:"), !sparseDisabled {
+                let dir = String(spec.masks.dropFirst("trained:".count))
+                if trained?.directory != dir { trained = try TrainedWeights.scan(dir) }
+                if let entry = trained!.entry(for: cell) {
+                    model = try ModelFactory.load(entry.path, engine: engine)
+                    notes["weights"] = entry.path
+                    notes["accuracy"] = String(entry.testAccuracy)
+                } else if cell.model == .dense {
+                    model = try ModelFactory.synthetic(modelSpec, engine: engine, seed: spec.seed)
+                    notes["weights"] = "synthetic dense reference (no trained dense model of this shape in \(dir))"
+                } else {
+                    return .skipped("no trained weights in \(dir) for this cell")
+                }
+            } else {
+                model = try ModelFactory.synthetic(modelSpec, engine: engine, seed: spec.seed)
+            }
         } catch let e as ModelError {
             if case .notImplemented = e { return .skipped("\(e)") }
             return .failed("\(e)")
@@ -141,14 +157,28 @@ public final class KernelCellMeasurer: CellMeasuring {
     /// so per-sample gates see varied data. The peers get the very same inputs.
     public static let inputVariants = 4
 
-    /// `inputVariants` × batch × inputFeatures Gaussian inputs, seeded by the sweep seed.
+    /// `inputVariants` × batch × inputFeatures inputs: Gaussian, seeded by the sweep seed — or, when trained
+    /// weights are timed (`--weights`), Fashion-MNIST test images scaled as in training, because learned gates
+    /// open a different fraction of units on data unlike what they were trained on. Falls back to Gaussian
+    /// (with a note in the results) when the dataset is not installed.
     public static func makeInputs(spec: SweepSpec, batch: Int) -> AlignedBuffer {
         let count = inputVariants * batch * spec.inputFeatures
-        var rng = SplitMix64(seed: spec.seed &+ 0x5EED)
         let inputs = AlignedBuffer(capacity: count)
+        if spec.masks.hasPrefix("trained:"), let test = testImages, test.features == spec.inputFeatures {
+            let rows = inputVariants * batch
+            for r in 0..<rows {
+                let src = (r % test.count) * test.features
+                for j in 0..<test.features { inputs.pointer[r * test.features + j] = Float(test.images[src + j]) / 255 }
+            }
+            return inputs
+        }
+        var rng = SplitMix64(seed: spec.seed &+ 0x5EED)
         for i in 0..<count { inputs.pointer[i] = rng.nextGaussian() }
         return inputs
     }
+
+    /// Fashion-MNIST test split (for trained weights), loaded once; nil when not installed.
+    static let testImages: Dataset? = try? Dataset.load(.test)
 
     /// Bytes written to evict the caches (`--cold`): twice the last-level cache, at least 32 MiB.
     public static var flushBytes: Int {

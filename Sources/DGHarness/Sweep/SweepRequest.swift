@@ -44,8 +44,6 @@ public struct ResolvedSweep: Sendable {
     public var existing: RunResults?
 }
 
-/// Expected version tag of a trained-weights directory's manifest.json (models issue).
-public let weightsFormat = "dgperf.weights/1"
 
 extension SweepRequest {
     public func resolve(hostname: String = EnvironmentInfo.hostName(), stamp: String = Clock.stampNow()) throws -> ResolvedSweep {
@@ -109,8 +107,7 @@ extension SweepRequest {
         if let budget { spec.repetition.budgetSeconds = try Parse.double(budget, flag: "--budget", example: "0.5"); custom = true }
         if let targetCI { spec.repetition.targetRelativeCI = try Parse.fraction(targetCI, flag: "--target-ci", example: "0.02 or 2%"); custom = true }
         if let weights {
-            try Weights.check(weights)
-            spec.masks = "trained:\(weights)"; custom = true
+            try TrainedWeights.scan(weights).apply(to: &spec); custom = true
         }
         if custom && specFile == nil { spec.preset = "custom (from \(preset ?? "default"))" }
         spec = spec.deduplicated()
@@ -316,22 +313,3 @@ struct JSONAny: Decodable {
 }
 
 /// Trained-weights directories (models issue): only the version check lives here.
-enum Weights {
-    static func check(_ dir: String) throws {
-        guard AtomicFile.isDirectory(dir) else {
-            throw HarnessError(.noInput, "--weights '\(dir)' is not a directory; pass the directory `dgperf train` wrote")
-        }
-        let manifest = dir + "/manifest.json"
-        guard AtomicFile.exists(manifest) else {
-            throw HarnessError.data("--weights '\(dir)' has no manifest.json; pass a directory written by `dgperf train`")
-        }
-        struct Head: Decodable { var format: String? }
-        guard let head = try? JSONDecoder().decode(Head.self, from: Data(try AtomicFile.read(manifest).utf8)) else {
-            throw HarnessError.data("--weights: '\(manifest)' is not valid JSON; re-run `dgperf train`")
-        }
-        guard head.format == weightsFormat else {
-            throw HarnessError.data("--weights: '\(dir)' holds weights of format '\(head.format ?? "none")' but this dgperf reads '\(weightsFormat)'; retrain with this version (`dgperf train`)")
-        }
-        throw HarnessError(.software, "--weights: timing trained models needs a trained-model loader in DGModels, which this build does not have yet; drop --weights to time synthetic masks")
-    }
-}

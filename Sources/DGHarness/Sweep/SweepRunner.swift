@@ -122,7 +122,8 @@ public final class SweepRunner {
         case .measured(let timing, let cost, let denseCost, let active, let notes, let runtime):
             return CellResult(cell: cell, status: .ok, measuredAt: now(), masks: spec.masks,
                               peakGflopsPerCore: measurer.peakGflopsPerCore, timing: timing, cost: cost,
-                              denseCost: denseCost, measuredActiveFraction: active, notes: notes, runtime: runtime)
+                              denseCost: denseCost, measuredActiveFraction: active, notes: notes, runtime: runtime,
+                              accuracy: notes["accuracy"].flatMap(Double.init))
         case .skipped(let why):
             return CellResult(cell: cell, status: .skipped, reason: why, measuredAt: now(), masks: spec.masks)
         case .failed(let why):
