@@ -11,8 +11,17 @@ public enum EfficiencyTable {
             ("efficiency", .right), ("rel MAC paper", .right), ("rel MAC net", .right), ("GFLOP/s", .right), ("% peak", .right),
         ]
         if hasAccuracy { cols.append(("accuracy", .right)) }
+        // Shards merged from several machines: one column names the machine (rows are grouped by it).
+        let machines = results.environments ?? []
+        if machines.count > 1 { cols.insert(("machine", .left), at: 0) }
         var t = Table(title: "Efficiency (\(results.spec.preset); \(results.environment.cpuModel); kernel \(results.environment.kernel))", columns: cols)
-        for r in results.dgperfCells where r.status == .ok {
+        let ordered = machines.count > 1
+            ? results.dgperfCells.enumerated().sorted { a, b in
+                let fa = a.element.fingerprint ?? results.environment.fingerprint, fb = b.element.fingerprint ?? results.environment.fingerprint
+                return fa != fb ? fa < fb : a.offset < b.offset
+            }.map(\.element)
+            : results.dgperfCells
+        for r in ordered where r.status == .ok {
             guard let tm = r.timing, let d = r.derived else { continue }
             let c = r.cell
             let gated = Cell.isGated(c.model)
@@ -34,6 +43,10 @@ public enum EfficiencyTable {
                 peak,
             ]
             if hasAccuracy { row.append(r.accuracy.map { f(100 * $0, 2) + "%" } ?? "") }
+            if machines.count > 1 {
+                let fp = r.fingerprint ?? results.environment.fingerprint
+                row.insert(machines.first { $0.fingerprint == fp }.map { "\($0.cpuModel) (\(fp))" } ?? fp, at: 0)
+            }
             t.rows.append(row)
         }
         t.notes = legend(results)

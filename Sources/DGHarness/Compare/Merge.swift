@@ -8,6 +8,7 @@ public enum Merge {
         merged.shard = nil
         merged.cells = []
         var origin: [String: String] = [:]
+        var environments: [EnvironmentInfo] = []
         for (source, r) in parts {
             guard r.spec == first.results.spec else {
                 throw HarnessError.data("'\(source)' was produced by a different sweep than '\(first.source)' (spec differs); merge only shards of one sweep (same flags, different --shard)")
@@ -16,7 +17,11 @@ public enum Merge {
                 notes.append("'\(source)' ran on another machine (\(r.environment.fingerprint)); ratios stay valid per shard, absolute times are not comparable across shards")
             }
             if !r.complete { notes.append("'\(source)' is incomplete (interrupted); resume it with `dgperf sweep --resume --output DIR` first for a full set") }
-            for c in r.cells {
+            if !environments.contains(where: { $0.fingerprint == r.environment.fingerprint }) {
+                environments.append(r.environment)
+            }
+            for var c in r.cells {
+                c.fingerprint = c.fingerprint ?? r.environment.fingerprint
                 if let other = origin[c.key] {
                     throw HarnessError.data("cell '\(c.key)' is in both '\(other)' and '\(source)'; the inputs overlap (same shard twice?) — merge each shard once")
                 }
@@ -30,6 +35,9 @@ public enum Merge {
         let missing = expected.count - merged.dgperfCells.count
         merged.complete = missing == 0 && parts.allSatisfy { $0.results.complete }
         if missing > 0 { notes.append("\(missing) of \(expected.count) cells are missing (a shard not given or not finished)") }
+        // Each host keeps its own environment block; one-host merges stay as plain as a single run.
+        merged.environments = environments.count > 1 ? environments : nil
+        if environments.count == 1 { for i in merged.cells.indices { merged.cells[i].fingerprint = nil } }
         merged.updatedAt = now
         merged.recomputeDerived()
         return (merged, notes)

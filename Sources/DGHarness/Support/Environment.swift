@@ -19,6 +19,9 @@ public struct EnvironmentInfo: Codable, Sendable, Equatable {
     public var kernel: String
     public var blocking: String
     public var pinning: String
+    /// CPUs this process may run on (hwloc's allowed cpuset ∩ affinity mask, e.g. a Slurm allocation);
+    /// workers are only ever bound inside it. Optional: absent in files written before it was recorded.
+    public var allowedCPUs: String?
     public var date: String
     public var dgperfVersion: String
     /// Hash of CPU model, cores, caches, kernel and build flags (not hostname): same fingerprint = comparable absolute times.
@@ -59,13 +62,15 @@ public struct EnvironmentInfo: Codable, Sendable, Equatable {
         if cpu.avx2 { features.append("avx2") }
         if cpu.fma { features.append("fma") }
         if cpu.hasAVX512 { features.append("avx512f/vl/bw/dq") }
-        return EnvironmentInfo(
+        var env = EnvironmentInfo(
             hostname: hostName(), os: osName(), cpuModel: cpu.brand, cpuVendor: cpu.vendor, cpuFeatures: features,
             logicalCores: max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN))), caches: CacheSizes.current,
             compiler: BuildIdentity.compiler, buildConfiguration: BuildIdentity.configuration,
             buildFlags: BuildIdentity.flags, measuredCodeOptimized: BuildIdentity.measuredCodeIsOptimized,
             gitCommit: GitInfo.headCommit(), kernel: kernels.name, blocking: "\(kernels.blocking)",
             pinning: ExecutorFactory.pinningPolicy, date: Clock.isoNow(), dgperfVersion: dgperfVersion)
+        env.allowedCPUs = (try? Topology.load()).map { cpuListString($0.allowedCPUs) }
+        return env
     }
 
     public static func hostName() -> String {
@@ -145,4 +150,17 @@ extension StringProtocol {
         while let l = s.last, l == " " || l == "\n" || l == "\t" || l == "\r" { s.removeLast() }
         return String(s)
     }
+}
+
+/// "0-3,8,10-11" for a sorted CPU list.
+func cpuListString(_ cpus: [Int]) -> String {
+    var parts: [String] = []
+    var i = 0
+    while i < cpus.count {
+        var j = i
+        while j + 1 < cpus.count && cpus[j + 1] == cpus[j] + 1 { j += 1 }
+        parts.append(i == j ? "\(cpus[i])" : "\(cpus[i])-\(cpus[j])")
+        i = j + 1
+    }
+    return parts.joined(separator: ",")
 }

@@ -19,6 +19,9 @@ public struct RunResults: Codable, Sendable, Equatable {
     /// Keys the run was restricted to (`--cells-from`), if any.
     public var cellFilter: [String]?
     public var environment: EnvironmentInfo
+    /// Every machine that measured cells of this file, when shards from several hosts were merged
+    /// (optional, absent in single-run files; each cell names its machine in `CellResult.fingerprint`).
+    public var environments: [EnvironmentInfo]?
     public var cells: [CellResult]
 
     public init(spec: SweepSpec, shard: Shard?, cellFilter: [String]?, environment: EnvironmentInfo, now: String) {
@@ -93,6 +96,8 @@ public struct CellResult: Codable, Sendable, Equatable {
     public var cell: Cell
     /// Who ran it. Optional in the file (schema unchanged): absent means dgperf (files written before peers).
     public var impl: Implementation?
+    /// Machine fingerprint of the run that measured it (set by `dgperf merge`; absent = `environment`'s).
+    public var fingerprint: String?
     public var status: CellStatus
     public var reason: String?
     public var measuredAt: String
