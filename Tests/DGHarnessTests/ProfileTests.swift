@@ -43,7 +43,7 @@ final class ProfileTests: XCTestCase {
                 XCTAssertEqual(m.recordedWork, m.reportedWork, what)
                 XCTAssertGreaterThan(m.reportedWork.macs, 0, what)
                 XCTAssertEqual(m.recorderMismatches, 0, what)
-                // Per phase: gate = the predictor's MACs (from its shape); gate + pack + gemm (+ activation) = everything.
+                // Per phase: gate = the predictor's (or MoE router's) MACs (from its shape); gate + pack + gemm (+ activation) = everything.
                 let n = m.profiledCalls
                 let gate = m.workByCell.filter { $0.key.phase == .gate }.values.reduce(KernelCost.zero, +)
                 var predictor = 0
@@ -53,6 +53,7 @@ final class ProfileTests: XCTestCase {
                         predictor += batch * g.macsPerSample(inputs: spec.dims[l], gates: (spec.hidden[l] + gr - 1) / gr)
                     }
                 }
+                if spec.kind == .moe { predictor = batch * spec.inputFeatures * spec.experts }  // the router
                 XCTAssertEqual(gate.macs, predictor * n, what)
                 XCTAssertLessThanOrEqual(gate.macs, m.forwardCost.overhead.macs * n, what)
                 let all = m.workByCell.values.reduce(KernelCost.zero, +)

@@ -110,6 +110,9 @@ public final class MoEEngine: @unchecked Sendable {
     private let hidden = AlignedBuffer()
     private let expertOut = AlignedBuffer()
 
+    /// Receives the router / dispatch / experts / combine phases when profiling (`dgperf profile`); nil otherwise.
+    public var recorder: PhaseRecorder?
+
     public init(gemm: GemmEngine) {
         self.gemm = gemm
         slotEngines = (0..<gemm.workerCount).map { _ in GemmEngine(kernels: gemm.kernels, executor: SerialExecutor()) }
@@ -151,6 +154,9 @@ public final class MoEEngine: @unchecked Sendable {
         var phase: [String: Double] = [:]
         var mark = monotonicNanos()
         func lap(_ name: String) { let now = monotonicNanos(); phase[name] = Double(now - mark) * 1e-9; mark = now }
+        // `dgperf profile`: router → gate, dispatch → mask, expert GEMMs → gemm (layer 0), combine (layer 1).
+        let rec = recorder
+        rec?.begin(.gate, layer: 0)
         // 1. Router logits (overhead): tokens × E.
         let lg = logits.reserve(tokens * e)
         let routerCost = weights.router.withUnsafeBufferPointer { r in
@@ -177,6 +183,8 @@ public final class MoEEngine: @unchecked Sendable {
         }
 
         lap("router")
+        rec?.end(.gate, layer: 0, cost: routerCost)
+        rec?.begin(.mask, layer: 0)
         // 3. Capacity: first choices of all tokens (in token order) before second choices (GShard priority).
         let capacity = config.capacity(tokens: tokens)
         var requested = [Int](repeating: 0, count: e)
@@ -201,6 +209,8 @@ public final class MoEEngine: @unchecked Sendable {
         let flatMembers = members.flatMap { $0 }
 
         lap("dispatch")
+        rec?.end(.mask, layer: 0)
+        rec?.begin(.gemm, layer: 0)
         // 4. Experts: gathered rows → ReLU(x·W1ᵀ + b1) → ·W2ᵀ + b2, into expert-major scratch.
         let hs = hidden.reserve(max(1, kept * hDim))
         let os = expertOut.reserve(max(1, kept * o))
@@ -241,6 +251,12 @@ public final class MoEEngine: @unchecked Sendable {
         }}}}}
 
         lap("experts")
+        let perToken = weights.expertMACsPerToken
+        let useful = KernelCost(macs: kept * perToken,
+                                bytesRead: 4 * (kept * (d + hDim) + load.filter { $0 > 0 }.count * perToken),
+                                bytesWritten: 4 * kept * (hDim + o))
+        rec?.end(.gemm, layer: 0, cost: useful)
+        rec?.begin(.combine, layer: 1)
         // 5. Combine (parallel over tokens): y[t] = Σ kept gate · expert output; identity/zero if all dropped.
         var droppedTokens = 0
         let identity = o == d
@@ -267,11 +283,9 @@ public final class MoEEngine: @unchecked Sendable {
         for t in 0..<tokens where (0..<k).allSatisfy({ slot[t * k + $0] < 0 }) { droppedTokens += 1 }
 
         lap("combine")
-        let perToken = weights.expertMACsPerToken
-        let useful = KernelCost(macs: kept * perToken,
-                                bytesRead: 4 * (kept * (d + hDim) + load.filter { $0 > 0 }.count * perToken),
-                                bytesWritten: 4 * kept * (hDim + o))
-        let overhead = routerCost + KernelCost(bytesRead: 4 * kept * o + 8 * tokens * k, bytesWritten: 4 * tokens * o)
+        let combineCost = KernelCost(bytesRead: 4 * kept * o + 8 * tokens * k, bytesWritten: 4 * tokens * o)
+        rec?.end(.combine, layer: 1, cost: combineCost)
+        let overhead = routerCost + combineCost
         return MoEReport(requested: requested, load: load, capacity: capacity, droppedAssignments: dropped,
                          droppedTokens: droppedTokens, cost: CostBreakdown(useful: useful, overhead: overhead),
                          nominalMACs: tokens * k * perToken, phaseSeconds: phase)

@@ -205,8 +205,10 @@ public final class SwitchMoEMLP: InferenceModel, PhaseProfiled {
     private let weights: MoEWeights
     private let packed: MoEPackedWeights
     private let config: MoEConfig
-    /// Profiled as one `gemm` phase of layer 0 for now: router, dispatch and combine run inside `MoEEngine`.
-    public var phaseRecorder: PhaseRecorder?
+    /// Profiled inside `MoEEngine`: router → gate, dispatch → mask, expert GEMMs → gemm, combine.
+    public var phaseRecorder: PhaseRecorder? {
+        didSet { moe.recorder = phaseRecorder }
+    }
 
     public init(network: Network, engine: GemmEngine) throws {
         self.network = network; spec = network.spec; self.engine = engine
@@ -232,9 +234,7 @@ public final class SwitchMoEMLP: InferenceModel, PhaseProfiled {
         guard batch >= 1 else { throw ModelError.invalidArgument("batch must be ≥ 1 (got \(batch))") }
         let r: MoEReport
         do {
-            phaseRecorder?.begin(.gemm, layer: 0)
             r = try moe.forward(input: input, tokens: batch, weights: weights, config: config, packed: packed, output: output)
-            phaseRecorder?.end(.gemm, layer: 0, cost: r.cost.total)
         } catch {
             throw ModelError.invalidArgument("MoE forward: \(error)")
         }
