@@ -12,18 +12,18 @@ let package = Package(
     dependencies: [
         .package(name: "dgperf", path: ".."),
         // The MallocInterposer-only trait list is what resolves offline here (see README "Building").
-        .package(url: "https://github.com/ordo-one/package-benchmark", exact: "1.38.1", traits: ["MallocInterposer"]),
+        .package(url: "https://github.com/ordo-one/benchmark", exact: "1.38.1", traits: ["MallocInterposer"]),
     ],
     targets: [
         .executableTarget(
             name: "GemmBenchmarks",
             dependencies: [
-                .product(name: "Benchmark", package: "package-benchmark"),
+                .product(name: "Benchmark", package: "benchmark"),
                 .product(name: "DGKernels", package: "dgperf"),
                 .product(name: "DGRuntime", package: "dgperf"),
             ],
             path: "Benchmarks/GemmBenchmarks",
-            plugins: [.plugin(name: "BenchmarkPlugin", package: "package-benchmark")]
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
     ],
     swiftLanguageModes: [.v6]
