@@ -18,6 +18,7 @@ let optimizedAlways: [SwiftSetting] = [
 func isaTarget(_ name: String, march: String) -> Target {
     .target(
         name: name,
+        dependencies: ["DGKernelsSIMD"],
         swiftSettings: optimizedAlways + [.unsafeFlags(["-Xcc", "-march=\(march)"])]
     )
 }
@@ -45,6 +46,8 @@ let package = Package(
         // zlib (Debian zlib1g-dev): gzip'd IDX datasets and CRC32 of weight files.
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         .target(name: "DGRuntime", dependencies: ["CHwloc"], swiftSettings: optimizedAlways),
+        // Width-generic @inlinable loop bodies that each ISA target specialises with its own flags.
+        .target(name: "DGKernelsSIMD", swiftSettings: optimizedAlways),
         isaTarget("DGKernelsAVX512", march: "x86-64-v4"),
         isaTarget("DGKernelsAVX2", march: "x86-64-v3"),
         .target(

@@ -1,3 +1,5 @@
+import DGKernelsSIMD
+
 // AVX-512 micro-kernel: a 6×32 tile of C held in 12 zmm accumulators (SIMD16<Float>).
 // Compiled with -march=x86-64-v4 (Package.swift), so `addingProduct` lowers to vfmadd231ps zmm.
 // Packed layouts (see DGKernels/Pack): A panel = kc × 6 floats (k-major), B panel = kc × 32 floats.
@@ -55,59 +57,13 @@ public func sgemmMicroKernelAVX512_6x32(
 }
 
 /// y[i] = dot(W[i, 0..<k], x) (+ beta·y[i]) (+ bias[i]) (relu) for i in 0..<n; W row-major with `ldw`.
-/// Batch-1 path: memory bound, four rows at a time to reuse each x vector four times.
+/// Batch-1 path: the shared body (DGKernelsSIMD) specialised for SIMD16<Float> and this target's ISA.
 @inline(never)
 public func sgemvRowsAVX512(
     _ n: Int, _ k: Int, _ w: UnsafePointer<Float>, _ ldw: Int, _ x: UnsafePointer<Float>,
     _ y: UnsafeMutablePointer<Float>, _ beta: Float, _ bias: UnsafePointer<Float>?, _ relu: Bool
 ) {
-    typealias V = SIMD16<Float>
-    let kv = k & ~15
-    @inline(__always) func finish(_ i: Int, _ s: Float) {
-        var v = s + (bias?[i] ?? 0)
-        if beta != 0 { v += beta * y[i] }
-        if relu && v < 0 { v = 0 }
-        y[i] = v
-    }
-    var i = 0
-    while i + 4 <= n {
-        let r0 = UnsafeRawPointer(w + i * ldw), r1 = UnsafeRawPointer(w + (i + 1) * ldw)
-        let r2 = UnsafeRawPointer(w + (i + 2) * ldw), r3 = UnsafeRawPointer(w + (i + 3) * ldw)
-        let xr = UnsafeRawPointer(x)
-        var a0 = V(), a1 = V(), a2 = V(), a3 = V()
-        var j = 0
-        while j < kv {
-            let xv = xr.loadUnaligned(fromByteOffset: j * 4, as: V.self)
-            a0 = a0.addingProduct(r0.loadUnaligned(fromByteOffset: j * 4, as: V.self), xv)
-            a1 = a1.addingProduct(r1.loadUnaligned(fromByteOffset: j * 4, as: V.self), xv)
-            a2 = a2.addingProduct(r2.loadUnaligned(fromByteOffset: j * 4, as: V.self), xv)
-            a3 = a3.addingProduct(r3.loadUnaligned(fromByteOffset: j * 4, as: V.self), xv)
-            j += 16
-        }
-        var s0 = a0.sum(), s1 = a1.sum(), s2 = a2.sum(), s3 = a3.sum()
-        while j < k {
-            let xv = x[j]
-            s0 += w[i * ldw + j] * xv; s1 += w[(i + 1) * ldw + j] * xv
-            s2 += w[(i + 2) * ldw + j] * xv; s3 += w[(i + 3) * ldw + j] * xv
-            j += 1
-        }
-        finish(i, s0); finish(i + 1, s1); finish(i + 2, s2); finish(i + 3, s3)
-        i += 4
-    }
-    while i < n {
-        let r0 = UnsafeRawPointer(w + i * ldw), xr = UnsafeRawPointer(x)
-        var a0 = V()
-        var j = 0
-        while j < kv {
-            a0 = a0.addingProduct(r0.loadUnaligned(fromByteOffset: j * 4, as: V.self),
-                                  xr.loadUnaligned(fromByteOffset: j * 4, as: V.self))
-            j += 16
-        }
-        var s0 = a0.sum()
-        while j < k { s0 += w[i * ldw + j] * x[j]; j += 1 }
-        finish(i, s0)
-        i += 1
-    }
+    sgemvRowsBody(SIMD16<Float>.self, n, k, w, ldw, x, y, beta, bias, relu)
 }
 
 /// Peak probe: `iters` steps of 16 independent zmm FMA chains; returns a value so nothing is elided.
