@@ -62,9 +62,15 @@ extension Topology {
         return text + " " + units[unit]
     }
 
-    /// "0-3,8,10-11" for [0,1,2,3,8,10,11].
+    /// "0-3,8,10-11" for [0,1,2,3,8,10,11]; "none" for an empty list.
     public static func cpuList(_ cpus: [Int]) -> String {
-        let sorted = cpus.sorted()
+        let ranges = rangeList(cpus)
+        return ranges.isEmpty ? "none" : ranges
+    }
+
+    /// "0-3,8,10-11" for any integers (duplicates ignored; "" when empty) — CPU lists, Slurm `--array` specs.
+    public static func rangeList(_ values: [Int]) -> String {
+        let sorted = Array(Set(values)).sorted()
         var parts: [String] = []
         var i = 0
         while i < sorted.count {
@@ -73,6 +79,6 @@ extension Topology {
             parts.append(j > i ? "\(sorted[i])-\(sorted[j])" : "\(sorted[i])")
             i = j + 1
         }
-        return parts.isEmpty ? "none" : parts.joined(separator: ",")
+        return parts.joined(separator: ",")
     }
 }

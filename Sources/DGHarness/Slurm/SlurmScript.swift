@@ -168,18 +168,7 @@ public struct SlurmSubmitOptions: Equatable, Sendable {
 
 public enum SlurmScript {
     /// `--array` value for task ids: "0-3", "1,4", "2".
-    public static func arraySpec(_ tasks: [Int]) -> String {
-        let sorted = Array(Set(tasks)).sorted()
-        var parts: [String] = []
-        var i = 0
-        while i < sorted.count {
-            var j = i
-            while j + 1 < sorted.count && sorted[j + 1] == sorted[j] + 1 { j += 1 }
-            parts.append(j > i ? "\(sorted[i])-\(sorted[j])" : "\(sorted[i])")
-            i = j + 1
-        }
-        return parts.joined(separator: ",")
-    }
+    public static func arraySpec(_ tasks: [Int]) -> String { Topology.rangeList(tasks) }
 
     /// Quotes one word for bash: 'it'\''s'.
     public static func shellQuote(_ word: String) -> String {

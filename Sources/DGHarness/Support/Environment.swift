@@ -69,7 +69,7 @@ public struct EnvironmentInfo: Codable, Sendable, Equatable {
             buildFlags: BuildIdentity.flags, measuredCodeOptimized: BuildIdentity.measuredCodeIsOptimized,
             gitCommit: GitInfo.headCommit(), kernel: kernels.name, blocking: "\(kernels.blocking)",
             pinning: ExecutorFactory.pinningPolicy, date: Clock.isoNow(), dgperfVersion: dgperfVersion)
-        env.allowedCPUs = (try? Topology.load()).map { cpuListString($0.allowedCPUs) }
+        env.allowedCPUs = (try? Topology.load()).map { Topology.cpuList($0.allowedCPUs) }
         return env
     }
 
@@ -150,17 +150,4 @@ extension StringProtocol {
         while let l = s.last, l == " " || l == "\n" || l == "\t" || l == "\r" { s.removeLast() }
         return String(s)
     }
-}
-
-/// "0-3,8,10-11" for a sorted CPU list.
-func cpuListString(_ cpus: [Int]) -> String {
-    var parts: [String] = []
-    var i = 0
-    while i < cpus.count {
-        var j = i
-        while j + 1 < cpus.count && cpus[j + 1] == cpus[j] + 1 { j += 1 }
-        parts.append(i == j ? "\(cpus[i])" : "\(cpus[i])-\(cpus[j])")
-        i = j + 1
-    }
-    return parts.joined(separator: ",")
 }
