@@ -1,3 +1,5 @@
+import DGRuntime
+
 /// `dgperf slurm submit`: validated options and the sbatch array script they produce (a pure function).
 
 /// A user-facing problem with `dgperf slurm`: one line naming the problem and the fix, and the exit code.
