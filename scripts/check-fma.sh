@@ -31,8 +31,10 @@ check() {  # symbol-substring register
 }
 check sgemmMicroKernelAVX512_6x32 zmm
 check sgemvRowsAVX512 zmm
+check sgemvIndexedAVX512 zmm
 check fmaPeakLoopAVX512 zmm
 check sgemmMicroKernelAVX2_6x16 ymm
 check sgemvRowsAVX2 ymm
+check sgemvIndexedAVX2 ymm
 check fmaPeakLoopAVX2 ymm
 exit $fail

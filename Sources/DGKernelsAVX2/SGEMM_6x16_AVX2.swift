@@ -120,3 +120,12 @@ public func sgemvPanelAVX2_16(
     if relu { v = v.replacing(with: 0, where: v .< 0) }
     yp.storeBytes(of: v, as: W.self)
 }
+
+/// Gathered-row gemv (unit masks at batch 1); see `sgemvIndexedBody` in DGKernelsSIMD.
+@inline(never)
+public func sgemvIndexedAVX2(
+    _ n: Int, _ k: Int, _ w: UnsafePointer<Float>, _ ldw: Int, _ rows: UnsafePointer<Int32>, _ x: UnsafePointer<Float>,
+    _ y: UnsafeMutablePointer<Float>, _ scatter: Bool, _ bias: UnsafePointer<Float>?, _ relu: Bool
+) {
+    sgemvIndexedBody(SIMD8<Float>.self, n, k, w, ldw, rows, x, y, scatter, bias, relu)
+}

@@ -134,3 +134,12 @@ public func sgemvPanelAVX512_32(
     yp.storeBytes(of: y0, as: V.self)
     yp.storeBytes(of: y1, toByteOffset: 64, as: V.self)
 }
+
+/// Gathered-row gemv (unit masks at batch 1); see `sgemvIndexedBody` in DGKernelsSIMD.
+@inline(never)
+public func sgemvIndexedAVX512(
+    _ n: Int, _ k: Int, _ w: UnsafePointer<Float>, _ ldw: Int, _ rows: UnsafePointer<Int32>, _ x: UnsafePointer<Float>,
+    _ y: UnsafeMutablePointer<Float>, _ scatter: Bool, _ bias: UnsafePointer<Float>?, _ relu: Bool
+) {
+    sgemvIndexedBody(SIMD16<Float>.self, n, k, w, ldw, rows, x, y, scatter, bias, relu)
+}

@@ -142,10 +142,13 @@ public final class GemmEngine: @unchecked Sendable {
                      c.address(0, range.lowerBound), epilogue.beta,
                      epilogue.bias.map { $0 + range.lowerBound }, epilogue.relu)
             } else {
-                // Gathered weight rows or scattered outputs: compute rows one at a time into a scratch vector.
+                // Gathered weight rows or scattered outputs: gathered-row gemv into a scratch vector, then the
+                // epilogue through the output maps.
                 let tmp = self.tileBuffers[slot].reserve(range.count)
-                for (t, j) in range.enumerated() {
-                    gemv(1, k, b.base + b.physicalCol(j) * b.colStride, b.colStride, x, tmp + t, 0, nil, false)
+                if let rows = b.colIndex {
+                    self.kernels.indexedGemv(range.count, k, b.base, b.colStride, rows + range.lowerBound, x, tmp, false, nil, false)
+                } else {
+                    gemv(range.count, k, b.base + range.lowerBound * b.colStride, b.colStride, x, tmp, 0, nil, false)
                 }
                 for (t, j) in range.enumerated() { self.storeScalar(c, 0, j, tmp[t], epilogue) }
             }

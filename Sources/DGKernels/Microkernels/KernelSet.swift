@@ -35,6 +35,11 @@ public typealias GemvFn = @Sendable (
     Int, Int, UnsafePointer<Float>, Int, UnsafePointer<Float>, UnsafeMutablePointer<Float>, Float,
     UnsafePointer<Float>?, Bool
 ) -> Void
+/// Gathered weight rows (row index list) against one vector; see `sgemvIndexedBody`.
+public typealias IndexedGemvFn = @Sendable (
+    Int, Int, UnsafePointer<Float>, Int, UnsafePointer<Int32>, UnsafePointer<Float>, UnsafeMutablePointer<Float>, Bool,
+    UnsafePointer<Float>?, Bool
+) -> Void
 /// One C row against one packed B panel; see `sgemvPanelAVX512_32`.
 public typealias PanelGemvFn = @Sendable (
     Int, UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>, Float, UnsafePointer<Float>?, Bool
@@ -51,6 +56,7 @@ public struct KernelSet: Sendable {
     public let gemm: MicroKernelFn
     public let gemv: GemvFn
     public let panelGemv: PanelGemvFn
+    public let indexedGemv: IndexedGemvFn
     public let peakLoop: PeakLoopFn
     /// FLOPs of one `peakLoop` iteration.
     public let peakFlopsPerIteration: Double
@@ -58,13 +64,13 @@ public struct KernelSet: Sendable {
 
     public static let avx512 = KernelSet(
         isa: .avx512, name: "avx512-\(avx512TileRows)x\(avx512TileCols)", mr: avx512TileRows, nr: avx512TileCols,
-        gemm: sgemmMicroKernelAVX512_6x32, gemv: sgemvRowsAVX512, panelGemv: sgemvPanelAVX512_32, peakLoop: fmaPeakLoopAVX512,
+        gemm: sgemmMicroKernelAVX512_6x32, gemv: sgemvRowsAVX512, panelGemv: sgemvPanelAVX512_32, indexedGemv: sgemvIndexedAVX512, peakLoop: fmaPeakLoopAVX512,
         peakFlopsPerIteration: 16 * 16 * 2,
         blocking: BlockingParameters.from(cacheSizes: CacheSizes.current, mr: avx512TileRows, nr: avx512TileCols))
 
     public static let avx2 = KernelSet(
         isa: .avx2, name: "avx2-\(avx2TileRows)x\(avx2TileCols)", mr: avx2TileRows, nr: avx2TileCols,
-        gemm: sgemmMicroKernelAVX2_6x16, gemv: sgemvRowsAVX2, panelGemv: sgemvPanelAVX2_16, peakLoop: fmaPeakLoopAVX2,
+        gemm: sgemmMicroKernelAVX2_6x16, gemv: sgemvRowsAVX2, panelGemv: sgemvPanelAVX2_16, indexedGemv: sgemvIndexedAVX2, peakLoop: fmaPeakLoopAVX2,
         peakFlopsPerIteration: 12 * 8 * 2,
         blocking: BlockingParameters.from(cacheSizes: CacheSizes.current, mr: avx2TileRows, nr: avx2TileCols))
 
@@ -95,7 +101,7 @@ public struct KernelSet: Sendable {
     /// Same kernels with other blocking parameters (for tuning and tests of the loop nest's edges).
     public func with(blocking: BlockingParameters) -> KernelSet {
         precondition(blocking.mr == mr && blocking.nr == nr, "blocking must keep the tile shape")
-        return KernelSet(isa: isa, name: name, mr: mr, nr: nr, gemm: gemm, gemv: gemv, panelGemv: panelGemv, peakLoop: peakLoop,
+        return KernelSet(isa: isa, name: name, mr: mr, nr: nr, gemm: gemm, gemv: gemv, panelGemv: panelGemv, indexedGemv: indexedGemv, peakLoop: peakLoop,
                          peakFlopsPerIteration: peakFlopsPerIteration, blocking: blocking)
     }
 }

@@ -215,13 +215,26 @@ extension SparseEngine {
                                 predictedSeconds: predicted)
 
         case .sampleMajor:
-            let gemv = gemm.kernels.gemv
+            let gemv = gemm.kernels.gemv, indexed = gemm.kernels.indexedGemv
             mask.bits.withUnsafeBufferPointer { bits in
                 let body: (Range<Int>, Int) -> Void = { range, _ in
+                    var units = [Int32](repeating: 0, count: h)
                     for b in range {
                         let xb = x + b * d, ob = out + b * h
+                        let row = bits.baseAddress! + b * blocks
+                        var runs = 0, active = 0
+                        forEachRun(row, blocks: blocks, granularity: g, units: h) { s, len in
+                            for u in s..<(s + len) { units[active + u - s] = Int32(u) }
+                            runs += 1; active += len
+                        }
+                        if runs * 4 > active {
+                            // Short runs (unit masks): four listed rows at a time, scattered into a zeroed row.
+                            ob.update(repeating: 0, count: h)
+                            units.withUnsafeBufferPointer { indexed(active, d, w, d, $0.baseAddress!, xb, ob, true, bias, relu) }
+                            continue
+                        }
                         var next = 0
-                        forEachRun(bits.baseAddress! + b * blocks, blocks: blocks, granularity: g, units: h) { s, len in
+                        forEachRun(row, blocks: blocks, granularity: g, units: h) { s, len in
                             if s > next { (ob + next).update(repeating: 0, count: s - next) }
                             gemv(len, d, w + s * d, d, xb, ob + s, 0, bias.map { $0 + s }, relu)
                             next = s + len

@@ -151,8 +151,23 @@ public final class SparseEngine: @unchecked Sendable {
                                 denseMACs: denseMACs, activePairs: pairs)
         }
         if batch == 1 {
-            // Matrix-vector products straight over contiguous weight rows (whole blocks feed the gemv kernel).
-            runsGemv(x: x, d: d, w: w, bias: bias, relu: relu, runs: runs, out: out, compact: layout == .compact)
+            if runs.count * 4 > n {
+                // Short runs (unit masks): the gathered-row gemv takes four listed rows at a time.
+                let indexed = gemm.kernels.indexedGemv
+                let compact = layout == .compact
+                let body: (Range<Int>, Int) -> Void = { range, _ in
+                    indexed(range.count, d, w, d, units.baseAddress! + range.lowerBound, x,
+                            compact ? out + range.lowerBound : out, !compact, bias, relu)
+                }
+                if workerCount > 1 && n * d >= gemm.parallelThresholdMACs * 2 {
+                    gemm.executor.parallelFor(n, grain: 64, body)
+                } else {
+                    body(0..<n, 0)
+                }
+            } else {
+                // Matrix-vector products straight over contiguous weight rows (whole blocks feed the gemv kernel).
+                runsGemv(x: x, d: d, w: w, bias: bias, relu: relu, runs: runs, out: out, compact: layout == .compact)
+            }
             return SparseReport(strategy: .sharedRuns, cost: CostBreakdown(useful: useful, overhead: overhead),
                                 denseMACs: denseMACs, activePairs: pairs)
         }
