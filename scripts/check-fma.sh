@@ -16,7 +16,7 @@ swift demangle --simplified < "$symbols.m" | paste -d' ' "$symbols.m" - > "$symb
 check() {  # symbol-substring register
   local sym=$1 reg=$2
   local mangled body
-  mangled=$(grep -F " $sym(" "$symbols" | head -n1 | awk '{print $1}')
+  mangled=$(grep -m1 -F " $sym(" "$symbols" | awk '{print $1}')
   body=""
   [ -n "$mangled" ] && body=$(objdump -d --no-show-raw-insn --disassemble="$mangled" "$bin")
   if [ -z "$body" ]; then echo "FAIL $sym: symbol not found in $bin"; fail=1; return; fi

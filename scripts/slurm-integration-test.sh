@@ -99,7 +99,7 @@ grep -Eq "^task 1 \(shard 2/2\): (CANCELLED|missing)" "$WORK/collect2.err" || fa
 ! grep -q "^task 0 " "$WORK/collect2.err" || ! grep -Eq "^task 0 \(shard" "$WORK/collect2.err" || fail "collect reported the finished task 0 as a problem"
 grep -q "sbatch --array=1 " "$WORK/collect2.err" || fail "collect did not print the sbatch resubmit command"
 [ ! -e "$WORK/job2/results.json" ] || fail "an incomplete collect wrote results.json"
-resubmit=$(grep -E "slurm submit --output .* --only 1$" "$WORK/collect2.err" | head -n1 | sed -E 's/^[[:space:]]+//')
+resubmit=$(grep -m1 -E "slurm submit --output .* --only 1$" "$WORK/collect2.err" | sed -E 's/^[[:space:]]+//')
 [ -n "$resubmit" ] || fail "collect did not print a dgperf resubmit command"
 say "resubmitting with the printed command: $resubmit"
 eval "$resubmit" >/dev/null
