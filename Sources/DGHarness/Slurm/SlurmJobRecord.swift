@@ -117,18 +117,7 @@ public enum SlurmFiles {
     public static func exists(_ path: String) -> Bool { AtomicFile.exists(path) }
 
     /// Names in a directory (no "." or ".."); empty when it cannot be read.
-    public static func list(_ directory: String) -> [String] {
-        guard let d = opendir(directory) else { return [] }
-        defer { closedir(d) }
-        var names: [String] = []
-        while let entry = readdir(d) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-            }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        return names.sorted()
-    }
+    public static func list(_ directory: String) -> [String] { AtomicFile.list(directory) }
 
     /// Removes a directory holding only plain files (a temporary merge directory).
     public static func removeFlatDirectory(_ directory: String) {

@@ -95,4 +95,18 @@ public enum AtomicFile {
     static func cannotWrite(_ path: String, _ e: Int32) -> HarnessError {
         HarnessError(.cannotCreate, "cannot write '\(path)': \(String(cString: strerror(e))); choose a writable --output")
     }
+
+    /// Names in a directory, sorted (no "." or ".."); empty when it cannot be read.
+    public static func list(_ directory: String) -> [String] {
+        guard let d = opendir(directory) else { return [] }
+        defer { closedir(d) }
+        var names: [String] = []
+        while let entry = readdir(d) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names.sorted()
+    }
 }

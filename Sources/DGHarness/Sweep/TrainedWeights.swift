@@ -25,7 +25,7 @@ public struct TrainedWeights: Sendable {
         guard AtomicFile.isDirectory(dir) else {
             throw HarnessError(.noInput, "--weights '\(dir)' is not a directory; pass a directory of .dgw files written by `dgperf train` (e.g. results/weights)")
         }
-        let names = SlurmFiles.list(dir).filter { $0.hasSuffix(".dgw") }
+        let names = AtomicFile.list(dir).filter { $0.hasSuffix(".dgw") }
         guard !names.isEmpty else {
             throw HarnessError.data("--weights '\(dir)' holds no .dgw weight files; write some with `dgperf train … --out \(dir)/NAME.dgw` or use results/weights")
         }
