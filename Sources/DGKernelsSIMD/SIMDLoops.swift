@@ -4,62 +4,6 @@
 // baseline x86-64 and never runs them. The micro-kernels and FMA-peak loops stay per ISA on purpose
 // (register budgets differ: 32 zmm vs 16 ymm).
 
-/// y[i] = dot(W[i, 0..<k], x) (+ beta·y[i]) (+ bias[i]) (relu) for i in 0..<n; W row-major with `ldw`.
-/// Four rows at a time so each x vector is reused four times (the batch-1 path is memory bound).
-@inlinable @inline(__always)
-public func sgemvRowsBody<V: SIMD>(
-    _: V.Type, _ n: Int, _ k: Int, _ w: UnsafePointer<Float>, _ ldw: Int, _ x: UnsafePointer<Float>,
-    _ y: UnsafeMutablePointer<Float>, _ beta: Float, _ bias: UnsafePointer<Float>?, _ relu: Bool
-) where V.Scalar == Float {
-    let width = V.scalarCount
-    let kv = k - k % width
-    @inline(__always) func finish(_ i: Int, _ s: Float) {
-        var v = s + (bias?[i] ?? 0)
-        if beta != 0 { v += beta * y[i] }
-        if relu && v < 0 { v = 0 }
-        y[i] = v
-    }
-    let xr = UnsafeRawPointer(x)
-    var i = 0
-    while i + 4 <= n {
-        let r0 = UnsafeRawPointer(w + i * ldw), r1 = UnsafeRawPointer(w + (i + 1) * ldw)
-        let r2 = UnsafeRawPointer(w + (i + 2) * ldw), r3 = UnsafeRawPointer(w + (i + 3) * ldw)
-        var a0 = V(), a1 = V(), a2 = V(), a3 = V()
-        var j = 0
-        while j < kv {
-            let xv = xr.loadUnaligned(fromByteOffset: j * 4, as: V.self)
-            a0 = a0.addingProduct(r0.loadUnaligned(fromByteOffset: j * 4, as: V.self), xv)
-            a1 = a1.addingProduct(r1.loadUnaligned(fromByteOffset: j * 4, as: V.self), xv)
-            a2 = a2.addingProduct(r2.loadUnaligned(fromByteOffset: j * 4, as: V.self), xv)
-            a3 = a3.addingProduct(r3.loadUnaligned(fromByteOffset: j * 4, as: V.self), xv)
-            j += width
-        }
-        var s0 = a0.sum(), s1 = a1.sum(), s2 = a2.sum(), s3 = a3.sum()
-        while j < k {
-            let xv = x[j]
-            s0 += w[i * ldw + j] * xv; s1 += w[(i + 1) * ldw + j] * xv
-            s2 += w[(i + 2) * ldw + j] * xv; s3 += w[(i + 3) * ldw + j] * xv
-            j += 1
-        }
-        finish(i, s0); finish(i + 1, s1); finish(i + 2, s2); finish(i + 3, s3)
-        i += 4
-    }
-    while i < n {
-        let r0 = UnsafeRawPointer(w + i * ldw)
-        var a0 = V()
-        var j = 0
-        while j < kv {
-            a0 = a0.addingProduct(r0.loadUnaligned(fromByteOffset: j * 4, as: V.self),
-                                  xr.loadUnaligned(fromByteOffset: j * 4, as: V.self))
-            j += width
-        }
-        var s0 = a0.sum()
-        while j < k { s0 += w[i * ldw + j] * x[j]; j += 1 }
-        finish(i, s0)
-        i += 1
-    }
-}
-
 /// dst[i] = src[i] (STREAM copy: 8 bytes moved per element); four vectors per step, scalar tail.
 @inlinable @inline(__always)
 public func streamCopyBody<V: SIMD>(_: V.Type, _ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ n: Int)
@@ -116,27 +60,20 @@ public func streamSumBody<V: SIMD>(_: V.Type, _ x: UnsafePointer<Float>, _ n: In
     return s
 }
 
-/// Gathered rows: y[o(i)] = dot(W[rows[i], 0..<k], x) (+ bias[rows[i]]) (relu) for i in 0..<n, where o(i) = rows[i]
-/// when `scatter`, else i. Four rows at a time like `sgemvRowsBody`, so a unit mask with short runs still reuses
-/// each x vector four times (one-row calls per run were 2× slower than the dense gemv here).
+/// The shared core of both gemv kernels: for i in 0..<n, `store(i, dot(row(i)[0..<k], x))`, four rows at a
+/// time so each x vector is reused four times (the batch-1 path is memory bound). `row` and `store` are
+/// inlined closures, so the row addressing and the epilogue cost nothing extra.
 @inlinable @inline(__always)
-public func sgemvIndexedBody<V: SIMD>(
-    _: V.Type, _ n: Int, _ k: Int, _ w: UnsafePointer<Float>, _ ldw: Int, _ rows: UnsafePointer<Int32>,
-    _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ scatter: Bool, _ bias: UnsafePointer<Float>?, _ relu: Bool
+public func gemvFourRows<V: SIMD>(
+    _: V.Type, _ n: Int, _ k: Int, _ x: UnsafePointer<Float>,
+    row: (Int) -> UnsafePointer<Float>, store: (Int, Float) -> Void
 ) where V.Scalar == Float {
     let width = V.scalarCount
     let kv = k - k % width
-    @inline(__always) func finish(_ i: Int, _ s: Float) {
-        let u = Int(rows[i])
-        var v = s + (bias?[u] ?? 0)
-        if relu && v < 0 { v = 0 }
-        y[scatter ? u : i] = v
-    }
     let xr = UnsafeRawPointer(x)
     var i = 0
     while i + 4 <= n {
-        let p0 = w + Int(rows[i]) * ldw, p1 = w + Int(rows[i + 1]) * ldw
-        let p2 = w + Int(rows[i + 2]) * ldw, p3 = w + Int(rows[i + 3]) * ldw
+        let p0 = row(i), p1 = row(i + 1), p2 = row(i + 2), p3 = row(i + 3)
         let r0 = UnsafeRawPointer(p0), r1 = UnsafeRawPointer(p1), r2 = UnsafeRawPointer(p2), r3 = UnsafeRawPointer(p3)
         var a0 = V(), a1 = V(), a2 = V(), a3 = V()
         var j = 0
@@ -154,11 +91,11 @@ public func sgemvIndexedBody<V: SIMD>(
             s0 += p0[j] * xv; s1 += p1[j] * xv; s2 += p2[j] * xv; s3 += p3[j] * xv
             j += 1
         }
-        finish(i, s0); finish(i + 1, s1); finish(i + 2, s2); finish(i + 3, s3)
+        store(i, s0); store(i + 1, s1); store(i + 2, s2); store(i + 3, s3)
         i += 4
     }
     while i < n {
-        let p0 = w + Int(rows[i]) * ldw
+        let p0 = row(i)
         let r0 = UnsafeRawPointer(p0)
         var a0 = V()
         var j = 0
@@ -169,7 +106,37 @@ public func sgemvIndexedBody<V: SIMD>(
         }
         var s0 = a0.sum()
         while j < k { s0 += p0[j] * x[j]; j += 1 }
-        finish(i, s0)
+        store(i, s0)
         i += 1
+    }
+}
+
+/// y[i] = dot(W[i, 0..<k], x) (+ beta·y[i]) (+ bias[i]) (relu) for i in 0..<n; W row-major with `ldw`.
+@inlinable @inline(__always)
+public func sgemvRowsBody<V: SIMD>(
+    _ v: V.Type, _ n: Int, _ k: Int, _ w: UnsafePointer<Float>, _ ldw: Int, _ x: UnsafePointer<Float>,
+    _ y: UnsafeMutablePointer<Float>, _ beta: Float, _ bias: UnsafePointer<Float>?, _ relu: Bool
+) where V.Scalar == Float {
+    gemvFourRows(v, n, k, x, row: { w + $0 * ldw }) { i, s in
+        var t = s + (bias?[i] ?? 0)
+        if beta != 0 { t += beta * y[i] }
+        if relu && t < 0 { t = 0 }
+        y[i] = t
+    }
+}
+
+/// Gathered rows: y[o(i)] = dot(W[rows[i], 0..<k], x) (+ bias[rows[i]]) (relu) for i in 0..<n, where o(i) = rows[i]
+/// when `scatter`, else i. Same four-row core, so a unit mask with short runs still reuses each x vector four
+/// times (one-row calls per run were 2× slower than the dense gemv here).
+@inlinable @inline(__always)
+public func sgemvIndexedBody<V: SIMD>(
+    _ v: V.Type, _ n: Int, _ k: Int, _ w: UnsafePointer<Float>, _ ldw: Int, _ rows: UnsafePointer<Int32>,
+    _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ scatter: Bool, _ bias: UnsafePointer<Float>?, _ relu: Bool
+) where V.Scalar == Float {
+    gemvFourRows(v, n, k, x, row: { w + Int(rows[$0]) * ldw }) { i, s in
+        let u = Int(rows[i])
+        var t = s + (bias?[u] ?? 0)
+        if relu && t < 0 { t = 0 }
+        y[scatter ? u : i] = t
     }
 }
