@@ -16,23 +16,46 @@ public func sgemmMicroKernelAVX2_6x16(
     _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ beta: Float,
     _ bias: UnsafePointer<Float>?, _ relu: Bool, _ rows: Int
 ) {
+    microKernel6x16(kc, { k, i in a[k &* 6 &+ i] }, b, c, ldc, beta, bias, relu, rows)
+}
+
+/// The same tile with A read in place through six row pointers; see `sgemmRowSourceMicroKernelAVX512_6x32`.
+@inline(never)
+public func sgemmRowSourceMicroKernelAVX2_6x16(
+    _ kc: Int, _ a: UnsafePointer<UnsafePointer<Float>>, _ b: UnsafePointer<Float>,
+    _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ beta: Float,
+    _ bias: UnsafePointer<Float>?, _ relu: Bool, _ rows: Int
+) {
+    let a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3], a4 = a[4], a5 = a[5]
+    microKernel6x16(kc, { k, i in
+        switch i { case 0: a0[k]; case 1: a1[k]; case 2: a2[k]; case 3: a3[k]; case 4: a4[k]; default: a5[k] }
+    }, b, c, ldc, beta, bias, relu, rows)
+}
+
+/// Shared body of both 6×16 kernels; `a(k, i)` is A[i, k].
+@inline(__always)
+func microKernel6x16(
+    _ kc: Int, _ a: (Int, Int) -> Float, _ b: UnsafePointer<Float>,
+    _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ beta: Float,
+    _ bias: UnsafePointer<Float>?, _ relu: Bool, _ rows: Int
+) {
     // One SIMD16 accumulator per row (two ymm after legalisation). Written per row so that each
     // broadcast dies right after its two FMAs: with two separate SIMD8 columns LLVM grouped the FMAs by
     // column, kept six broadcasts live and spilled accumulators (16 ymm registers only).
     typealias V = SIMD8<Float>
     typealias W = SIMD16<Float>
     var r0 = W(), r1 = W(), r2 = W(), r3 = W(), r4 = W(), r5 = W()
-    var ap = a, bp = UnsafeRawPointer(b)
+    var bp = UnsafeRawPointer(b)
     var k = 0
     while k < kc {
         let bw = bp.loadUnaligned(as: W.self)
-        r0 = r0.addingProduct(W(repeating: ap[0]), bw)
-        r1 = r1.addingProduct(W(repeating: ap[1]), bw)
-        r2 = r2.addingProduct(W(repeating: ap[2]), bw)
-        r3 = r3.addingProduct(W(repeating: ap[3]), bw)
-        r4 = r4.addingProduct(W(repeating: ap[4]), bw)
-        r5 = r5.addingProduct(W(repeating: ap[5]), bw)
-        ap += 6; bp += 64; k += 1
+        r0 = r0.addingProduct(W(repeating: a(k, 0)), bw)
+        r1 = r1.addingProduct(W(repeating: a(k, 1)), bw)
+        r2 = r2.addingProduct(W(repeating: a(k, 2)), bw)
+        r3 = r3.addingProduct(W(repeating: a(k, 3)), bw)
+        r4 = r4.addingProduct(W(repeating: a(k, 4)), bw)
+        r5 = r5.addingProduct(W(repeating: a(k, 5)), bw)
+        bp += 64; k &+= 1
     }
     @inline(__always) func lo(_ w: W) -> V { w.lowHalf }
     @inline(__always) func hi(_ w: W) -> V { w.highHalf }

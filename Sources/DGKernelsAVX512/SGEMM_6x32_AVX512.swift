@@ -16,21 +16,46 @@ public func sgemmMicroKernelAVX512_6x32(
     _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ beta: Float,
     _ bias: UnsafePointer<Float>?, _ relu: Bool, _ rows: Int
 ) {
+    microKernel6x32(kc, { k, i in a[k &* 6 &+ i] }, b, c, ldc, beta, bias, relu, rows)
+}
+
+/// The same tile with A read in place: row i of A is `rows[i][0..<kc]` (six pointers; an edge tile repeats
+/// its last row). Used with weights as the A side (gathered rows of W, no packing) and activations as the
+/// packed B side, so a shared mask costs nothing to apply.
+@inline(never)
+public func sgemmRowSourceMicroKernelAVX512_6x32(
+    _ kc: Int, _ a: UnsafePointer<UnsafePointer<Float>>, _ b: UnsafePointer<Float>,
+    _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ beta: Float,
+    _ bias: UnsafePointer<Float>?, _ relu: Bool, _ rows: Int
+) {
+    let a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3], a4 = a[4], a5 = a[5]
+    microKernel6x32(kc, { k, i in
+        switch i { case 0: a0[k]; case 1: a1[k]; case 2: a2[k]; case 3: a3[k]; case 4: a4[k]; default: a5[k] }
+    }, b, c, ldc, beta, bias, relu, rows)
+}
+
+/// Shared body of both 6×32 kernels; `a(k, i)` is A[i, k]. Inlined, so each caller gets its own addressing.
+@inline(__always)
+func microKernel6x32(
+    _ kc: Int, _ a: (Int, Int) -> Float, _ b: UnsafePointer<Float>,
+    _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ beta: Float,
+    _ bias: UnsafePointer<Float>?, _ relu: Bool, _ rows: Int
+) {
     typealias V = SIMD16<Float>
     var c00 = V(), c01 = V(), c10 = V(), c11 = V(), c20 = V(), c21 = V()
     var c30 = V(), c31 = V(), c40 = V(), c41 = V(), c50 = V(), c51 = V()
-    var ap = a, bp = UnsafeRawPointer(b)
+    var bp = UnsafeRawPointer(b)
     var k = 0
     while k < kc {
         let b0 = bp.loadUnaligned(as: V.self)
         let b1 = bp.loadUnaligned(fromByteOffset: 64, as: V.self)
-        var s = V(repeating: ap[0]); c00 = c00.addingProduct(s, b0); c01 = c01.addingProduct(s, b1)
-        s = V(repeating: ap[1]); c10 = c10.addingProduct(s, b0); c11 = c11.addingProduct(s, b1)
-        s = V(repeating: ap[2]); c20 = c20.addingProduct(s, b0); c21 = c21.addingProduct(s, b1)
-        s = V(repeating: ap[3]); c30 = c30.addingProduct(s, b0); c31 = c31.addingProduct(s, b1)
-        s = V(repeating: ap[4]); c40 = c40.addingProduct(s, b0); c41 = c41.addingProduct(s, b1)
-        s = V(repeating: ap[5]); c50 = c50.addingProduct(s, b0); c51 = c51.addingProduct(s, b1)
-        ap += 6; bp += 128; k += 1
+        var s = V(repeating: a(k, 0)); c00 = c00.addingProduct(s, b0); c01 = c01.addingProduct(s, b1)
+        s = V(repeating: a(k, 1)); c10 = c10.addingProduct(s, b0); c11 = c11.addingProduct(s, b1)
+        s = V(repeating: a(k, 2)); c20 = c20.addingProduct(s, b0); c21 = c21.addingProduct(s, b1)
+        s = V(repeating: a(k, 3)); c30 = c30.addingProduct(s, b0); c31 = c31.addingProduct(s, b1)
+        s = V(repeating: a(k, 4)); c40 = c40.addingProduct(s, b0); c41 = c41.addingProduct(s, b1)
+        s = V(repeating: a(k, 5)); c50 = c50.addingProduct(s, b0); c51 = c51.addingProduct(s, b1)
+        bp += 128; k &+= 1
     }
     let bv = V(repeating: beta)
     let bias0 = bias.map { UnsafeRawPointer($0).loadUnaligned(as: V.self) } ?? V()

@@ -151,6 +151,52 @@ final class GemmTests: XCTestCase {
         }
     }
 
+    /// The weight-rows orientation (W's rows read in place, activations packed): randomized and edge shapes,
+    /// gathered samples and weight rows, scattered columns, beta/bias/ReLU, multiple K blocks and sample panels,
+    /// every engine (1 and 2 threads, tiny blocking), against the float64 reference.
+    func testWeightRowsGemmMatchesFloat64Reference() throws {
+        var rng = SplitMix64(seed: 99)
+        var cases = 0
+        for (label, engine) in engines() {
+            for idx in 0..<40 {
+                let m = [1, 2, 3, 5, 17, 31, 32, 33, 64, 65, 100][Int(rng.next() % 11)]
+                let n = [1, 2, 5, 6, 7, 13, 37, 64][Int(rng.next() % 8)]
+                let k = [1, 3, 16, 17, 100, 257, 784][Int(rng.next() % 7)]
+                let h = n + Int(rng.next() % 9), rowsTotal = m + Int(rng.next() % 5)
+                let x = randomMatrix(rowsTotal * k, &rng), w = randomMatrix(h * k, &rng), bias = randomMatrix(h, &rng)
+                // Gathered rows of W (sorted subset, or nil = first n rows) and of x (any order, or nil).
+                let wRows: [Int32]? = idx % 3 == 0 ? nil : Array((0..<h).shuffled(using: &rng).prefix(n)).sorted().map(Int32.init)
+                let xRows: [Int32]? = idx % 2 == 0 ? nil : (0..<m).map { _ in Int32(rng.next() % UInt64(rowsTotal)) }
+                let scatter = idx % 4 == 1, beta: Float = idx % 5 == 2 ? 0.5 : 0, relu = idx % 2 == 0
+                let ldc = scatter ? h : n
+                let c0 = randomMatrix(m * ldc, &rng)
+                var got = c0, want = c0
+                x.withUnsafeBufferPointer { xp in w.withUnsafeBufferPointer { wp in bias.withUnsafeBufferPointer { bp in
+                    (wRows ?? [0]).withUnsafeBufferPointer { wr in (xRows ?? [0]).withUnsafeBufferPointer { xr in
+                        let wIndex = wRows == nil ? nil : wr.baseAddress
+                        let a = MatrixOperand(base: xp.baseAddress!, rowStride: k, colStride: 1, rowIndex: xRows == nil ? nil : xr.baseAddress)
+                        let e = Epilogue(beta: beta, bias: bp.baseAddress!, biasIndex: wIndex, relu: relu)
+                        got.withUnsafeMutableBufferPointer { cp in
+                            let c = OutputOperand(base: cp.baseAddress!, rowStride: ldc, colIndex: scatter ? wIndex : nil)
+                            engine.gemmWeightRows(m: m, n: n, k: k, a: a, w: wp.baseAddress!, ldw: k, wRows: wIndex, c: c, epilogue: e)
+                        }
+                        want.withUnsafeMutableBufferPointer { cp in
+                            let c = OutputOperand(base: cp.baseAddress!, rowStride: ldc, colIndex: scatter ? wIndex : nil)
+                            let b = MatrixOperand(base: wp.baseAddress!, rowStride: 1, colStride: k, colIndex: wIndex)
+                            Reference.gemm(m: m, n: n, k: k, a: a, b: b, c: c, epilogue: e)
+                        }
+                    } }
+                } } }
+                for i in got.indices where !(abs(got[i] - want[i]) <= 1e-4 * (Float(k).squareRoot() + abs(want[i]))) {
+                    XCTFail("\(label) m=\(m) n=\(n) k=\(k) wRows=\(wRows != nil) xRows=\(xRows != nil) scatter=\(scatter): C[\(i)] = \(got[i]), expected \(want[i])")
+                    return
+                }
+                cases += 1
+            }
+        }
+        XCTAssertGreaterThanOrEqual(cases, 200)
+    }
+
     func testRejectsEmptyShapesShortLeadingDimensionsAndAliasing() throws {
         let engine = GemmEngine(kernels: try KernelSet.select(.auto))
         var buf = [Float](repeating: 1, count: 64)

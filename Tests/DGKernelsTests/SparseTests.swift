@@ -103,15 +103,17 @@ final class SparseTests: XCTestCase {
                 ref1[b * h + u] = max(0, pre[b * h + u] + Double(bias[u])); scale1[b * h + u] = preAbs[b * h + u] + abs(Double(bias[u]))
             } }
             let packed = try engine.packWeights(w, units: h, inFeatures: d)
-            for pk in [nil, packed] {
-                let ptag = tag + (pk == nil ? "" : " packed")
+            defer { engine.sharedPath = .auto }
+            for path in [SharedPathChoice.packedGather, .weightRows] { for pk in [nil, packed] {
+                engine.sharedPath = path
+                let ptag = tag + (pk == nil ? "" : " packed") + " \(path)"
                 var out = [Float](repeating: .nan, count: batch * h)
                 let rs = try engine.gatedLinear(input: x, batch: batch, inFeatures: d, weights: w, bias: bias, units: h,
                                                 mask: shared, layout: .scattered, packed: pk, output: &out)
                 if let m = firstMismatch(out, ref1, scale1) { XCTFail("shared scattered \(ptag) → \(rs.strategy): \(m)"); return }
                 XCTAssertEqual(rs.cost.useful.macs, batch * n * d, ptag)
                 XCTAssertEqual(rs.cost.total.macs, batch * n * d, ptag)
-                checked["shared-scattered\(pk == nil ? "" : "-packed")", default: 0] += 1
+                checked["shared-scattered\(pk == nil ? "" : "-packed")-\(path)", default: 0] += 1
                 if rs.strategy == .sharedPanels { checked["shared-panels", default: 0] += 1 }
 
                 var outC = [Float](repeating: .nan, count: max(1, batch * n))
@@ -121,8 +123,11 @@ final class SparseTests: XCTestCase {
                 let scaleC = (0..<batch).flatMap { b in active.map { scale1[b * h + $0] } }
                 if let m = firstMismatch(Array(outC.prefix(batch * n)), refC, scaleC) { XCTFail("shared compact \(ptag) → \(rc.strategy): \(m)"); return }
                 XCTAssertEqual(rc.cost.total.macs, batch * n * d, ptag)
-                checked["shared-compact\(pk == nil ? "" : "-packed")", default: 0] += 1
-            }
+                checked["shared-compact\(pk == nil ? "" : "-packed")-\(path)", default: 0] += 1
+                if batch >= 2 && n > 0 && n < h && rs.strategy != .sharedPanels {
+                    XCTAssertEqual(rs.strategy, path == .weightRows ? .sharedWeightRows : .sharedGather, ptag)
+                }
+            } }
 
             // Panel-aligned shared mask (G = NR) with pre-packed weights: only the active panels run.
             do {

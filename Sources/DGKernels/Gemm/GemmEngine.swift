@@ -9,9 +9,9 @@ public final class GemmEngine: @unchecked Sendable {
     public let kernels: KernelSet
     public let executor: ParallelExecutor
     private var aBuffers: [AlignedBuffer]
-    private var bBuffers: [AlignedBuffer]
-    private let narrowScratch = AlignedBuffer()
-    private var tileBuffers: [AlignedBuffer]
+    var bBuffers: [AlignedBuffer]
+    let narrowScratch = AlignedBuffer()
+    var tileBuffers: [AlignedBuffer]
 
     /// Multi-threaded blocks share one packed B (BLIS-style, two fork-joins per block) instead of each worker
     /// packing its own slice of B and all of A. Tests turn it off to cover the other path.
@@ -302,7 +302,7 @@ public final class GemmEngine: @unchecked Sendable {
 
     /// C(i, j) = acc + beta·C(i, j) + bias(j), ReLU — the scalar twin of the micro-kernel's epilogue.
     @inline(__always)
-    private func storeScalar(_ c: OutputOperand, _ i: Int, _ j: Int, _ acc: Float, _ e: Epilogue) {
+    func storeScalar(_ c: OutputOperand, _ i: Int, _ j: Int, _ acc: Float, _ e: Epilogue) {
         let p = c.address(i, j)
         var v = acc + e.biasValue(j)
         if e.beta != 0 { v += e.beta * p.pointee }

@@ -7,7 +7,10 @@ import Glibc
 ///   to the register tile (the micro-kernel always runs full MR×NR tiles) and packed floats are (m + n)·k;
 /// - gemv call: `gemvCall + ⌊rows/4⌋·4·k·gemvMAC + (rows mod 4)·k·gemvRowMAC` (one matrix-vector product over
 ///   contiguous weight rows; the kernel runs rows in fours, leftovers one at a time — latency-bound, slower per MAC);
-/// - memory pass (zeroing/copying outputs): `bytes·passByte`.
+/// - memory pass (zeroing/copying outputs): `bytes·passByte`;
+/// - weight-rows GEMM (`GemmEngine.gemmWeightRows`, W's rows read in place, activations packed):
+///   `rowsCall + paddedMACs·rowsMAC + (m·k + m·n)·rowsTouch`, padded MACs rounding n up to MR and m up to NR
+///   (its tiles are MR units × NR samples), touched floats = activations packed + outputs transposed.
 /// Per-sample strategies are predicted by summing these over the calls they would make for the actual mask.
 public struct SparseCostModel: Sendable, Codable, Equatable {
     public var fingerprint: String
@@ -24,13 +27,18 @@ public struct SparseCostModel: Sendable, Codable, Equatable {
     /// Measured / predicted time of a unit-major group call (row-gathered A, compact tile, row scatter), ≥ 1:
     /// what the contiguous calibration shapes miss about small gathered GEMMs.
     public var gatherFactor: Double
+    public var rowsCall: Double
+    public var rowsMAC: Double
+    public var rowsTouch: Double
 
     public init(fingerprint: String, mr: Int, nr: Int, gemmCall: Double, gemmMAC: Double, gemmPack: Double,
-                gemvCall: Double, gemvMAC: Double, gemvRowMAC: Double, passByte: Double, gatherFactor: Double = 1) {
+                gemvCall: Double, gemvMAC: Double, gemvRowMAC: Double, passByte: Double, gatherFactor: Double = 1,
+                rowsCall: Double = 0, rowsMAC: Double = 0, rowsTouch: Double = 0) {
         self.fingerprint = fingerprint; self.mr = mr; self.nr = nr
         self.gemmCall = gemmCall; self.gemmMAC = gemmMAC; self.gemmPack = gemmPack
         self.gemvCall = gemvCall; self.gemvMAC = gemvMAC; self.gemvRowMAC = gemvRowMAC; self.passByte = passByte
         self.gatherFactor = gatherFactor
+        self.rowsCall = rowsCall; self.rowsMAC = rowsMAC; self.rowsTouch = rowsTouch
     }
 
     /// Seconds for one serial `GemmEngine.gemm` call of this shape (m = 1 takes the gemv path).
@@ -42,6 +50,13 @@ public struct SparseCostModel: Sendable, Codable, Equatable {
         return gemmCall + padded * gemmMAC + Double(((packedB ? 0 : n) + m) * k) * gemmPack
     }
 
+    /// Seconds for one serial `GemmEngine.gemmWeightRows` call (m samples, n weight rows, depth k).
+    public func weightRowsSeconds(m: Int, n: Int, k: Int) -> Double {
+        guard m > 0 && n > 0 && k > 0 else { return 0 }
+        let padded = Double((n + mr - 1) / mr * mr) * Double((m + nr - 1) / nr * nr) * Double(k)
+        return rowsCall + padded * rowsMAC + Double(m * k + m * n) * rowsTouch
+    }
+
     public func gemvSeconds(rows: Int, k: Int) -> Double {
         guard rows > 0 && k > 0 else { return 0 }
         return gemvCall + Double(rows / 4 * 4 * k) * gemvMAC + Double(rows % 4 * k) * gemvRowMAC
@@ -51,7 +66,7 @@ public struct SparseCostModel: Sendable, Codable, Equatable {
 
     /// Identifies the machine and configuration a calibration is valid for.
     public static func fingerprint(kernels: KernelSet, workers: Int, cpu: CPUFeatures = .current) -> String {
-        "\(cpu.vendor) \(cpu.brand) family \(cpu.family) model \(cpu.model) | \(kernels.name) | \(kernels.blocking) | workers \(workers) | model v4"
+        "\(cpu.vendor) \(cpu.brand) family \(cpu.family) model \(cpu.model) | \(kernels.name) | \(kernels.blocking) | workers \(workers) | model v5"
     }
 
     /// Cached model for this fingerprint, or a fresh calibration (then cached; cache errors are ignored).
@@ -87,6 +102,7 @@ public struct SparseCostModel: Sendable, Codable, Equatable {
         }
 
         var gemmRows: [([Double], Double)] = []
+        var weightRows: [([Double], Double)] = []
         var gemvRows: [([Double], Double)] = []
         var passTime = 0.0, gatherTime = 0.0
         let passCount = 1 << 18
@@ -102,6 +118,19 @@ public struct SparseCostModel: Sendable, Codable, Equatable {
                         let padded = Double((m + kernels.mr - 1) / kernels.mr * kernels.mr)
                             * Double((n + kernels.nr - 1) / kernels.nr * kernels.nr) * Double(kk)
                         gemmRows.append(([1, padded, Double((m + n) * kk)], t))
+                    }
+                    // Weight-rows GEMMs over scattered rows of W (a shared unit mask), batch 8 … 96.
+                    let unitIds = (0..<rowsW).map { Int32($0) }.filter { $0 % 3 == 0 }
+                    unitIds.withUnsafeBufferPointer { ids in
+                        for (m, n, kk) in [(32, 128, 784), (96, 60, 784), (64, 330, 784), (8, 48, 784), (32, 12, 128), (17, 600, 64)] {
+                            let t = best {
+                                engine.gemmWeightRows(m: m, n: n, k: kk, a: .rowMajor(ab, ld: k), w: wb, ldw: k, wRows: ids.baseAddress,
+                                                      c: OutputOperand(base: cb, rowStride: n))
+                            }
+                            let padded = Double((n + kernels.mr - 1) / kernels.mr * kernels.mr)
+                                * Double((m + kernels.nr - 1) / kernels.nr * kernels.nr) * Double(kk)
+                            weightRows.append(([1, padded, Double(m * kk + m * n)], t))
+                        }
                     }
                     // gemv cycling over the whole weight matrix (as per-sample paths stream it), and tiny calls.
                     for (rows, kk) in [(512, 784), (64, 784), (4, 16), (1, 784)] {
@@ -133,6 +162,8 @@ public struct SparseCostModel: Sendable, Codable, Equatable {
                                     gemmCall: g[0], gemmMAC: g[1], gemmPack: g[2], gemvCall: v[0], gemvMAC: v[1], gemvRowMAC: single,
                                     passByte: passTime / Double(4 * min(passCount, maxM * rowsW)))
         model.gatherFactor = min(4, max(1, gatherTime / max(model.gemmSeconds(m: 16, n: 32, k: k), 1e-12)))
+        let r = leastSquares(weightRows, parameters: 3)
+        model.rowsCall = r[0]; model.rowsMAC = r[1]; model.rowsTouch = r[2]
         return model
     }
 

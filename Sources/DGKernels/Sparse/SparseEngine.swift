@@ -46,6 +46,17 @@ public final class SparseEngine: @unchecked Sendable {
 
     // MARK: - Layer 1: N-side gating
 
+    /// Which kernel a shared mask at batch ≥ 2 runs on (`.auto`: the cost model's cheaper prediction).
+    public var sharedPath: SharedPathChoice = .auto
+
+    /// Predicted weight-rows time (W read in place, x packed) below the gathered-pack GEMM (active rows of W
+    /// re-packed per call)? Packing W costs ∝ active·D per call, the weight-rows path pays padded sample panels
+    /// and a transposed store instead, so it wins at small and medium batches and at low r.
+    func prefersWeightRows(batch: Int, active: Int, features: Int) -> Bool {
+        let model = costModel
+        return model.weightRowsSeconds(m: batch, n: active, k: features) < model.gemmSeconds(m: batch, n: active, k: features)
+    }
+
     /// Packs W (units × inFeatures, row-major) once for `gatedLinear(…, packed:)`: masks whose blocks are
     /// whole NR-unit panels then skip packing altogether (the dense baseline should use it too, to compare fairly).
     public func packWeights(_ w: UnsafePointer<Float>, units h: Int, inFeatures d: Int) throws -> PackedWeights {
@@ -171,7 +182,19 @@ public final class SparseEngine: @unchecked Sendable {
             return SparseReport(strategy: .sharedRuns, cost: CostBreakdown(useful: useful, overhead: overhead),
                                 denseMACs: denseMACs, activePairs: pairs)
         }
-        // One GEMM: B operand = Wᵀ with a column map over the active rows of W (packing touches only those).
+        if sharedPath == .weightRows || (sharedPath == .auto && prefersWeightRows(batch: batch, active: n, features: d)) {
+            // W's active rows read in place (no packing of W); x packed once, outputs transposed into place.
+            let compact = layout == .compact
+            gemm.gemmWeightRows(m: batch, n: n, k: d, a: .rowMajor(x, ld: d), w: w, ldw: d, wRows: units.baseAddress,
+                                c: OutputOperand(base: out, rowStride: compact ? n : h, colIndex: compact ? nil : units.baseAddress),
+                                epilogue: Epilogue(bias: bias, biasIndex: units.baseAddress, relu: relu))
+            overhead.bytesRead += 4 * batch * d    // x packed transposed
+            overhead.bytesWritten += 4 * batch * d
+            return SparseReport(strategy: .sharedWeightRows, cost: CostBreakdown(useful: useful, overhead: overhead),
+                                denseMACs: denseMACs, activePairs: pairs)
+        }
+        // One GEMM: B operand = Wᵀ with a column map over the active rows of W (packing touches only those):
+        // re-packing r·H·D floats per call pays off at large batches, where each packed float serves many rows.
         let bOp = MatrixOperand(base: w, rowStride: 1, colStride: d, colIndex: units.baseAddress)
         let epilogue = Epilogue(bias: bias, biasIndex: units.baseAddress, relu: relu)
         if layout == .compact {

@@ -12,6 +12,9 @@ public enum SparseStrategy: String, Sendable, Codable, CaseIterable {
     case dense
     /// Shared mask, B ≥ 2: one GEMM whose weight operand is gathered through the active-unit map.
     case sharedGather
+    /// Shared mask, B ≥ 2: W's active rows read in place as the micro-kernel's broadcast side (no packing of W),
+    /// activations packed once, outputs transposed into place; the cost model picks it over `sharedGather`.
+    case sharedWeightRows
     /// Shared mask, B = 1: matrix-vector products over contiguous runs of active weight rows.
     case sharedRuns
     /// Shared mask whose active units are whole NR-unit panels, with pre-packed weights: only those panels run.
@@ -22,6 +25,11 @@ public enum SparseStrategy: String, Sendable, Codable, CaseIterable {
     case unitMajor
     /// Per-sample (c): per sample, matrix-vector products over its runs of active weight rows.
     case sampleMajor
+}
+
+/// Shared-mask kernel request (batch ≥ 2); `.auto` asks the calibrated cost model.
+public enum SharedPathChoice: String, Sendable, Codable, CaseIterable {
+    case auto, packedGather, weightRows
 }
 
 /// Per-sample strategy request; `.auto` asks the calibrated cost model.

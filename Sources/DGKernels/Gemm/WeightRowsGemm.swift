@@ -1,0 +1,96 @@
+import DGRuntime
+
+extension GemmEngine {
+    /// C[i, j] = act(Σ_k A[i, k]·W[w(j), k] + bias(j)) (+ beta·C) — the layer `x·Wᵀ` with the roles of the
+    /// operands swapped: W's rows are the micro-kernel's A side, read in place through row pointers (gathered
+    /// by `wRows`, never packed), and the activations are packed once per call as its B side (Aᵀ panels of
+    /// NR samples). The kernel computes Cᵀ tiles (units × samples) into scratch; the epilogue transposes them.
+    ///
+    /// Why: a shared mask then costs nothing to apply — the packed path has to re-pack the active rows of W on
+    /// every call (a transpose of r·H·D floats), which at batch 32 costs about as much as their multiply-adds.
+    /// The price is NR-sample panels: a batch that is not a multiple of NR pays for padded lanes.
+    ///
+    /// - a: m×k (row map allowed: gathered samples); w: rows of length ≥ k with leading dimension `ldw`;
+    ///   wRows: n physical row ids of W (nil: rows 0..<n); c, epilogue: as `gemm` (column j is logical unit j;
+    ///   bias and `c.colIndex` are indexed by it).
+    @discardableResult
+    public func gemmWeightRows(m: Int, n: Int, k: Int, a: MatrixOperand, w: UnsafePointer<Float>, ldw: Int,
+                               wRows: UnsafePointer<Int32>?, c: OutputOperand, epilogue: Epilogue = .none) -> KernelCost {
+        let cost = KernelCost(macs: m * n * k, bytesRead: 4 * (m * k + k * n), bytesWritten: 4 * m * n)
+        guard m > 0, n > 0, k > 0 else { return .zero }
+        let bp = kernels.blocking
+        let mr = kernels.mr, nr = kernels.nr
+        let kcStep = bp.balancedKC(for: k)
+        let kBlocks = (k + kcStep - 1) / kcStep
+        let mPanels = (m + nr - 1) / nr, mPad = mPanels * nr
+        // Aᵀ as B panels, all of K: block b holds mPanels panels of kc × NR floats (k-major, zero-padded lanes).
+        let aT = MatrixOperand(base: a.base, rowStride: a.colStride, colStride: a.rowStride,
+                               rowIndex: a.colIndex, colIndex: a.rowIndex)
+        let packed = bBuffers[0].reserve(k * mPad)
+        let ct = narrowScratch.reserve(n * mPad)
+        let workers = m * n * k >= parallelThresholdMACs ? executor.workerCount : 1
+        let packTasks = kBlocks * mPanels
+        let packBody: (Range<Int>, Int) -> Void = { range, _ in
+            for t in range {
+                let kb = t / mPanels, p = t % mPanels
+                let pc = kb * kcStep, kc = min(kcStep, k - pc)
+                Pack.packB(aT, j0: 0, nc: m, p0: pc, kc: kc, nr: nr, panelRange: p..<(p + 1), into: packed + pc * mPad)
+            }
+        }
+        if workers > 1 && packTasks > 1 { executor.parallelFor(packTasks, grain: 1, packBody) } else { packBody(0..<packTasks, 0) }
+
+        let micro = kernels.rowSourceGemm
+        // Bias per logical unit, gathered once (the transposed epilogue reads it per element).
+        let biasTile = tileBuffers[0].reserve(max(n, 1))
+        for j in 0..<n { biasTile[j] = epilogue.biasValue(j) }
+        let contiguous = c.rowIndex == nil && epilogue.beta == 0, relu = epilogue.relu, columnMap = c.colIndex
+        let groups = (n + mr - 1) / mr
+        let body: (Range<Int>, Int) -> Void = { range, _ in
+            withUnsafeTemporaryAllocation(of: UnsafePointer<Float>.self, capacity: mr) { rowPtrs in
+                let rp = rowPtrs.baseAddress!
+                // BLIS order with the roles swapped: the sample panel (kc × NR) stays in L1 while this worker's
+                // weight-row slices (kc floats each, in L2) stream past it.
+                for pc in stride(from: 0, to: k, by: kcStep) {
+                    let kc = min(kcStep, k - pc)
+                    let block = UnsafePointer(packed + pc * mPad)
+                    // Groups per L1 block: their weight slices (≈16 KiB) stay in L1 across the sample panels.
+                    let perBlock = max(1, (16 << 10) / (4 * mr * kc))
+                    for gb in stride(from: range.lowerBound, to: range.upperBound, by: perBlock) {
+                    for p in 0..<mPanels {
+                        for g in gb..<min(range.upperBound, gb + perBlock) {
+                            let j0 = g * mr, rows = min(mr, n - j0)
+                            for i in 0..<mr {
+                                let j = j0 + min(i, rows - 1)  // an edge group repeats its last row
+                                let physical = wRows.map { Int($0[j]) } ?? j
+                                (rp + i).initialize(to: w + physical * ldw + pc)
+                            }
+                            let tile = ct + j0 * mPad + p * nr
+                            micro(kc, UnsafePointer(rp), block + p * kc * nr, tile, mPad, pc == 0 ? 0 : 1, nil, false, rows)
+                            if pc + kc == k {
+                                // Last K block: the tile is in L1, transpose it into C with the epilogue.
+                                let i0 = p * nr, cols = min(nr, m - i0)
+                                if contiguous {
+                                    for i in 0..<cols {
+                                        let row = c.base + (i0 + i) * c.rowStride
+                                        for u in 0..<rows {
+                                            var v = tile[u * mPad + i] + biasTile[j0 + u]
+                                            if relu && v < 0 { v = 0 }
+                                            row[columnMap.map { Int($0[j0 + u]) } ?? (j0 + u)] = v
+                                        }
+                                    }
+                                } else {
+                                    for i in 0..<cols {
+                                        for u in 0..<rows { self.storeScalar(c, i0 + i, j0 + u, tile[u * mPad + i], epilogue) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    }
+                }
+            }
+        }
+        if workers > 1 && groups > 1 { executor.parallelFor(groups, grain: 1, body) } else { body(0..<groups, 0) }
+        return cost
+    }
+}
