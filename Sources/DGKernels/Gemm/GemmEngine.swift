@@ -107,8 +107,8 @@ public final class GemmEngine: @unchecked Sendable {
             gemvPath(n: n, k: k, a: a, b: b, c: c, epilogue: epilogue)
             return cost
         }
-        if n * 2 < kernels.nr && m >= 2 * kernels.nr {
-            // Narrow output (e.g. 10 classes): an NR-wide tile would be mostly padding. Compute Cᵀ = Bᵀ·Aᵀ
+        if n * 2 < kernels.nr && m >= kernels.nr {
+            // Narrow output (e.g. 10 classes, 8 router logits): an NR-wide tile would be mostly padding. Compute Cᵀ = Bᵀ·Aᵀ
             // instead, so the narrow side becomes the MR-row side, then transpose it into C with the epilogue.
             narrowPath(m: m, n: n, k: k, a: a, b: b, c: c, epilogue: epilogue)
             return cost

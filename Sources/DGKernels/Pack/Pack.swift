@@ -4,6 +4,14 @@
 /// B block (k p0..<p0+kc, cols j0..<j0+nc) → ceil(nc/NR) panels, each kc × NR floats, k-major.
 /// Rows/columns past the edge are zero-filled so the micro-kernel always runs full tiles.
 /// Cost is O(mc·kc) / O(kc·nc): only gathered rows and columns are touched.
+/// Zeros that edge panels read in place of missing rows (never written).
+nonisolated(unsafe) let zeroRow: UnsafeMutablePointer<Float> = {
+    let p = UnsafeMutablePointer<Float>.allocate(capacity: zeroRowLength)
+    p.initialize(repeating: 0, count: zeroRowLength)
+    return p
+}()
+let zeroRowLength = 4096
+
 enum Pack {
     /// Packs `panels` consecutive A panels starting at panel `firstPanel` of the block.
     static func packA(_ a: MatrixOperand, i0: Int, mc: Int, p0: Int, kc: Int, mr: Int,
@@ -12,14 +20,14 @@ enum Pack {
         for p in 0..<panels {
             let rows = min(mr, mc - p * mr)
             let out = dst + p * kc * mr
-            if a.colStride == 1 && a.colIndex == nil && mr == 6 && rows == 6 {
-                // Fast path: six contiguous rows, interleaved into k-major order.
-                let r0 = a.base + a.physicalRow(i0 + p * 6) * a.rowStride + p0
-                let r1 = a.base + a.physicalRow(i0 + p * 6 + 1) * a.rowStride + p0
-                let r2 = a.base + a.physicalRow(i0 + p * 6 + 2) * a.rowStride + p0
-                let r3 = a.base + a.physicalRow(i0 + p * 6 + 3) * a.rowStride + p0
-                let r4 = a.base + a.physicalRow(i0 + p * 6 + 4) * a.rowStride + p0
-                let r5 = a.base + a.physicalRow(i0 + p * 6 + 5) * a.rowStride + p0
+            if a.colStride == 1 && a.colIndex == nil && mr == 6 && (rows == 6 || kc <= zeroRowLength) {
+                // Fast path: six contiguous rows, interleaved into k-major order. An edge panel reads its missing
+                // rows from a zero row (a gathered expert's 8 tokens are a 6-row and a 2-row panel; the scalar
+                // path below made packing a quarter of a small MoE call).
+                @inline(__always) func row(_ i: Int) -> UnsafePointer<Float> {
+                    i < rows ? a.base + a.physicalRow(i0 + p * 6 + i) * a.rowStride + p0 : UnsafePointer(zeroRow)
+                }
+                let r0 = row(0), r1 = row(1), r2 = row(2), r3 = row(3), r4 = row(4), r5 = row(5)
                 // Four k at a time: six SIMD4 loads, transposed into six SIMD4 stores of k-major output.
                 var o = UnsafeMutableRawPointer(out)
                 var k = 0
