@@ -16,7 +16,7 @@ public func sgemmMicroKernelAVX2_6x16(
     _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ beta: Float,
     _ bias: UnsafePointer<Float>?, _ relu: Bool, _ rows: Int
 ) {
-    microKernel6x16(kc, { k, i in a[k &* 6 &+ i] }, b, c, ldc, beta, bias, relu, rows)
+    microKernel6x16(kc, { k, i in a[k &* 6 &+ i] }, b, 16, c, ldc, beta, bias, relu, rows)
 }
 
 /// The same tile with A read in place through six row pointers; see `sgemmRowSourceMicroKernelAVX512_6x32`.
@@ -29,60 +29,7 @@ public func sgemmRowSourceMicroKernelAVX2_6x16(
     let a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3], a4 = a[4], a5 = a[5]
     microKernel6x16(kc, { k, i in
         switch i { case 0: a0[k]; case 1: a1[k]; case 2: a2[k]; case 3: a3[k]; case 4: a4[k]; default: a5[k] }
-    }, b, c, ldc, beta, bias, relu, rows)
-}
-
-/// Shared body of both 6×16 kernels; `a(k, i)` is A[i, k].
-@inline(__always)
-func microKernel6x16(
-    _ kc: Int, _ a: (Int, Int) -> Float, _ b: UnsafePointer<Float>,
-    _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ beta: Float,
-    _ bias: UnsafePointer<Float>?, _ relu: Bool, _ rows: Int
-) {
-    // One SIMD16 accumulator per row (two ymm after legalisation). Written per row so that each
-    // broadcast dies right after its two FMAs: with two separate SIMD8 columns LLVM grouped the FMAs by
-    // column, kept six broadcasts live and spilled accumulators (16 ymm registers only).
-    typealias V = SIMD8<Float>
-    typealias W = SIMD16<Float>
-    var r0 = W(), r1 = W(), r2 = W(), r3 = W(), r4 = W(), r5 = W()
-    var bp = UnsafeRawPointer(b)
-    var k = 0
-    while k < kc {
-        let bw = bp.loadUnaligned(as: W.self)
-        r0 = r0.addingProduct(W(repeating: a(k, 0)), bw)
-        r1 = r1.addingProduct(W(repeating: a(k, 1)), bw)
-        r2 = r2.addingProduct(W(repeating: a(k, 2)), bw)
-        r3 = r3.addingProduct(W(repeating: a(k, 3)), bw)
-        r4 = r4.addingProduct(W(repeating: a(k, 4)), bw)
-        r5 = r5.addingProduct(W(repeating: a(k, 5)), bw)
-        bp += 64; k &+= 1
-    }
-    @inline(__always) func lo(_ w: W) -> V { w.lowHalf }
-    @inline(__always) func hi(_ w: W) -> V { w.highHalf }
-    let c00 = lo(r0), c01 = hi(r0), c10 = lo(r1), c11 = hi(r1), c20 = lo(r2), c21 = hi(r2)
-    let c30 = lo(r3), c31 = hi(r3), c40 = lo(r4), c41 = hi(r4), c50 = lo(r5), c51 = hi(r5)
-    let bv = V(repeating: beta)
-    let bias0 = bias.map { UnsafeRawPointer($0).loadUnaligned(as: V.self) } ?? V()
-    let bias1 = bias.map { UnsafeRawPointer($0).loadUnaligned(fromByteOffset: 32, as: V.self) } ?? V()
-    let zero = V()
-    @inline(__always) func store(_ row: Int, _ x0: V, _ x1: V) {
-        let p = UnsafeMutableRawPointer(c + row * ldc)
-        var y0 = x0 + bias0, y1 = x1 + bias1
-        if beta != 0 {
-            y0 = y0.addingProduct(bv, p.loadUnaligned(as: V.self))
-            y1 = y1.addingProduct(bv, p.loadUnaligned(fromByteOffset: 32, as: V.self))
-        }
-        if relu { y0 = y0.replacing(with: zero, where: y0 .< zero); y1 = y1.replacing(with: zero, where: y1 .< zero) }
-        p.storeBytes(of: y0, as: V.self)
-        p.storeBytes(of: y1, toByteOffset: 32, as: V.self)
-    }
-    // Only the first `rows` rows are valid (edge row panels); the zero-padded rest is dropped.
-    store(0, c00, c01)
-    if rows > 1 { store(1, c10, c11) }
-    if rows > 2 { store(2, c20, c21) }
-    if rows > 3 { store(3, c30, c31) }
-    if rows > 4 { store(4, c40, c41) }
-    if rows > 5 { store(5, c50, c51) }
+    }, b, 16, c, ldc, beta, bias, relu, rows)
 }
 
 /// y[i] = dot(W[i, 0..<k], x) (+ beta·y[i]) (+ bias[i]) (relu) for i in 0..<n; W row-major with `ldw`.

@@ -34,6 +34,22 @@ public func sgemmRowSourceMicroKernelAVX512_6x32(
     }, b, c, ldc, beta, bias, relu, rows)
 }
 
+/// A 6×16 tile against one half (16 columns) of a 32-wide packed B panel (B row stride 32 floats), with A read in
+/// place through six row pointers: a 16-unit block of pre-packed weights times a handful of gathered samples runs
+/// with nothing packed at all (per-sample unit-major groups, where packing the gathered rows per group cost as
+/// much as the group's multiply-adds). Same contract as the other kernels otherwise.
+@inline(never)
+public func sgemmHalfPanelMicroKernelAVX512_6x16(
+    _ kc: Int, _ a: UnsafePointer<UnsafePointer<Float>>, _ b: UnsafePointer<Float>,
+    _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ beta: Float,
+    _ bias: UnsafePointer<Float>?, _ relu: Bool, _ rows: Int
+) {
+    let a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3], a4 = a[4], a5 = a[5]
+    microKernel6x16(kc, { k, i in
+        switch i { case 0: a0[k]; case 1: a1[k]; case 2: a2[k]; case 3: a3[k]; case 4: a4[k]; default: a5[k] }
+    }, b, 32, c, ldc, beta, bias, relu, rows)
+}
+
 /// Shared body of both 6×32 kernels; `a(k, i)` is A[i, k]. Inlined, so each caller gets its own addressing.
 @inline(__always)
 func microKernel6x32(

@@ -56,8 +56,10 @@ final class ProfileTests: XCTestCase {
                 if spec.kind == .moe { predictor = batch * spec.inputFeatures * spec.experts }  // the router
                 XCTAssertEqual(gate.macs, predictor * n, what)
                 XCTAssertLessThanOrEqual(gate.macs, m.forwardCost.overhead.macs * n, what)
+                // Σ over calls, not first call × n: the model's per-sample masks rotate, and strategies that compute
+                // exactly the active pairs execute a different number of MACs per mask.
                 let all = m.workByCell.values.reduce(KernelCost.zero, +)
-                XCTAssertEqual(all.macs, m.forwardCost.total.macs * n, what)
+                XCTAssertEqual(all.macs, m.reportedWork.macs, what)
                 if batch == 1 {  // hidden.0 takes the GEMV path (packs nothing); the output layer's K-gather packs
                     XCTAssertNil(m.workByCell.keys.first { $0.phase == .pack && $0.layer == 0 }, "GEMV path packs nothing: \(what)")
                 }

@@ -52,6 +52,53 @@ final class PackedWeightsTests: XCTestCase {
         }
     }
 
+    /// NR/2-unit blocks on half panels (AVX-512), A through gathered row pointers: every half block of a layer whose
+    /// width is not a multiple of NR/2, edge strips (m not a multiple of MR), several K blocks, beta/bias/ReLU.
+    func testHalfPanelBlocksMatchReference() throws {
+        var rng = SplitMix64(seed: 17)
+        for ks in KernelSet.available() {
+            let engine = GemmEngine(kernels: ks)
+            guard engine.hasHalfPanelKernel else { continue }
+            let half = ks.nr / 2
+            var checked = 0
+            for (m, n, k) in [(1, 40, 17), (5, 3 * half + 7, 33), (6, 2 * ks.nr, 240), (13, 70, 784), (64, half, 1)] {
+                let rowsTotal = m + 3
+                let x = (0..<(rowsTotal * k)).map { _ in rng.nextFloat() - 0.5 }
+                let w = (0..<(n * k)).map { _ in rng.nextFloat() - 0.5 }
+                let bias = (0..<n).map { _ in rng.nextFloat() - 0.5 }
+                let rows = (0..<m).map { _ in Int32(rng.next() % UInt64(rowsTotal)) }
+                let packed = w.withUnsafeBufferPointer { engine.packWeights($0.baseAddress!, n: n, k: k, ldw: k) }
+                for lo in stride(from: 0, to: n, by: half) {
+                    let width = min(half, n - lo), beta: Float = lo % (2 * half) == 0 ? 0 : 0.5
+                    let c0 = (0..<(m * width)).map { _ in rng.nextFloat() - 0.5 }
+                    var got = c0, want = c0
+                    x.withUnsafeBufferPointer { xp in w.withUnsafeBufferPointer { wp in bias.withUnsafeBufferPointer { bp in
+                        rows.withUnsafeBufferPointer { rp in
+                            let a = MatrixOperand(base: xp.baseAddress!, rowStride: k, colStride: 1, rowIndex: rp.baseAddress!)
+                            got.withUnsafeMutableBufferPointer { cp in
+                                engine.gemmHalfPanel(m: m, a: a, packed: packed, firstUnit: lo,
+                                                     c: OutputOperand(base: cp.baseAddress!, rowStride: width),
+                                                     epilogue: Epilogue(beta: beta, bias: bp.baseAddress!, relu: true))
+                            }
+                            want.withUnsafeMutableBufferPointer { cp in
+                                Reference.gemm(m: m, n: width, k: k, a: a,
+                                               b: MatrixOperand(base: wp.baseAddress! + lo * k, rowStride: 1, colStride: k),
+                                               c: OutputOperand(base: cp.baseAddress!, rowStride: width),
+                                               epilogue: Epilogue(beta: beta, bias: bp.baseAddress! + lo, relu: true))
+                            }
+                        }
+                    } } }
+                    for i in got.indices {
+                        XCTAssertEqual(got[i], want[i], accuracy: 1e-4 * (Float(k).squareRoot() + abs(want[i])),
+                                       "\(ks.name) m\(m) n\(n) k\(k) lo\(lo) [\(i)]")
+                    }
+                    checked += 1
+                }
+            }
+            XCTAssertGreaterThan(checked, 10)
+        }
+    }
+
     func testCompactOutputThroughColumnMap() {
         var rng = SplitMix64(seed: 3)
         let ks = KernelSet.available()[0]

@@ -8,7 +8,7 @@ import DGRuntime
 public final class GemmEngine: @unchecked Sendable {
     public let kernels: KernelSet
     public let executor: ParallelExecutor
-    private var aBuffers: [AlignedBuffer]
+    var aBuffers: [AlignedBuffer]
     var bBuffers: [AlignedBuffer]
     let narrowScratch = AlignedBuffer()
     var tileBuffers: [AlignedBuffer]
@@ -16,6 +16,9 @@ public final class GemmEngine: @unchecked Sendable {
     /// Multi-threaded blocks share one packed B (BLIS-style, two fork-joins per block) instead of each worker
     /// packing its own slice of B and all of A. Tests turn it off to cover the other path.
     public var sharedPacking = true
+
+    /// Pre-packed calls selecting at most this many panels read A in place instead of packing it.
+    public static let inPlacePanelLimit = 4
 
     /// Below this many MACs a call runs on one worker: fork-join would cost more than it saves.
     public var parallelThresholdMACs = 1 << 17
@@ -263,10 +266,22 @@ public final class GemmEngine: @unchecked Sendable {
     /// Loops 4 and 5 (jr over NR panels, ir over MR panels) around the micro-kernel.
     @inline(__always)
     private func macroKernel(mc: Int, kc: Int, ic: Int, panels: PanelSource, panelRange: Range<Int>,
-                             aPacked: UnsafeMutablePointer<Float>, c: OutputOperand, epilogue: Epilogue, slot: Int) {
+                             aPacked: UnsafeMutablePointer<Float>, aInPlace: (MatrixOperand, Int)? = nil,
+                             c: OutputOperand, epilogue: Epilogue, slot: Int) {
         let mr = kernels.mr, nr = kernels.nr
-        let micro = kernels.gemm
-        let tile = tileBuffers[slot].reserve(mr * nr + nr)
+        let packedMicro = kernels.gemm, rowMicro = kernels.rowSourceGemm
+        let tile = tileBuffers[slot].reserve(mr * nr + nr + 2 * mr)
+        // With `aInPlace` (operand, k offset) the kernel broadcasts from MR row pointers instead of a packed panel.
+        let rowPointers = UnsafeMutableRawPointer(tile + mr * nr + nr).assumingMemoryBound(to: UnsafePointer<Float>.self)
+        @inline(__always) func micro(_ kc: Int, _ ir: Int, _ rows: Int, _ b: UnsafePointer<Float>, _ cp: UnsafeMutablePointer<Float>,
+                                     _ ldc: Int, _ beta: Float, _ bias: UnsafePointer<Float>?, _ relu: Bool, _ stored: Int) {
+            if let (a, pc) = aInPlace {
+                for i in 0..<mr { rowPointers[i] = a.base + a.physicalRow(ic + ir + min(i, rows - 1)) * a.rowStride + pc }
+                rowMicro(kc, UnsafePointer(rowPointers), b, cp, ldc, beta, bias, relu, stored)
+            } else {
+                packedMicro(kc, aPacked + ir * kc, b, cp, ldc, beta, bias, relu, stored)
+            }
+        }
         let biasTile = tile + mr * nr
         for jp in panelRange {
             let (bPanel, col0) = panels.panel(jp)
@@ -282,13 +297,12 @@ public final class GemmEngine: @unchecked Sendable {
             var ir = 0
             while ir < mc {
                 let rows = min(mr, mc - ir)
-                let aPanel = aPacked + ir * kc
                 if cols == nr && c.isContiguous {
-                    micro(kc, aPanel, bPanel, c.base + (ic + ir) * c.rowStride + col0, c.rowStride,
+                    micro(kc, ir, rows, bPanel, c.base + (ic + ir) * c.rowStride + col0, c.rowStride,
                           epilogue.beta, bias, epilogue.relu, rows)
                 } else {
                     // Column edge or scattered tile: compute into scratch, then merge the valid part.
-                    micro(kc, aPanel, bPanel, tile, nr, 0, nil, false, mr)
+                    micro(kc, ir, rows, bPanel, tile, nr, 0, nil, false, mr)
                     for i in 0..<rows {
                         for j in 0..<cols {
                             storeScalar(c, ic + ir + i, col0 + j, tile[i * nr + j], epilogue)
@@ -344,6 +358,10 @@ public final class GemmEngine: @unchecked Sendable {
         let splitN = selected * nr >= mTiles * mr
         workers = min(workers, splitN ? selected : mTiles)
         let panelIndex = panels?.baseAddress
+        // Each packed A float serves one MR×NR tile per selected panel. With a few panels (a sparse selection, a
+        // per-sample group, a small expert) packing costs as much as those tiles: broadcast from A's rows instead.
+        // (With many panels packing is amortised and in-place reads measured 0–5 % slower, so it stays.)
+        let aInPlace = selected <= Self.inPlacePanelLimit && a.colStride == 1 && a.colIndex == nil
         let body: (Range<Int>, Range<Int>, Int) -> Void = { rows, panelRange, slot in
             let kcStep = bp.balancedKC(for: k)
             let mcMax = min(bp.mc, rows.count), kcMax = min(kcStep, k)
@@ -357,9 +375,14 @@ public final class GemmEngine: @unchecked Sendable {
                                          panelIndex: panelIndex, firstColumn: 0, nr: nr, columnLimit: packed.n)
                 for ic in stride(from: rows.lowerBound, to: rows.upperBound, by: bp.mc) {
                     let mc = min(bp.mc, rows.upperBound - ic)
-                    self.timedPack(slot: slot) { Pack.packA(a, i0: ic, mc: mc, p0: pc, kc: kc, mr: mr, into: aPacked) }
-                    self.macroKernel(mc: mc, kc: kc, ic: ic, panels: source, panelRange: panelRange,
-                                     aPacked: aPacked, c: c, epilogue: blockEpilogue, slot: slot)
+                    if aInPlace {
+                        self.macroKernel(mc: mc, kc: kc, ic: ic, panels: source, panelRange: panelRange, aPacked: aPacked,
+                                         aInPlace: (a, pc), c: c, epilogue: blockEpilogue, slot: slot)
+                    } else {
+                        self.timedPack(slot: slot) { Pack.packA(a, i0: ic, mc: mc, p0: pc, kc: kc, mr: mr, into: aPacked) }
+                        self.macroKernel(mc: mc, kc: kc, ic: ic, panels: source, panelRange: panelRange,
+                                         aPacked: aPacked, c: c, epilogue: blockEpilogue, slot: slot)
+                    }
                 }
             }
         }

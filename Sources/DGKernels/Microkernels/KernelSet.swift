@@ -61,6 +61,9 @@ public struct KernelSet: Sendable {
     public let nr: Int
     public let gemm: MicroKernelFn
     public let rowSourceGemm: RowSourceMicroKernelFn
+    /// An MR × NR/2 tile on one half of a packed NR-wide B panel, A through row pointers (nil where NR/2 is
+    /// below a vector).
+    public let halfPanelGemm: RowSourceMicroKernelFn?
     public let gemv: GemvFn
     public let panelGemv: PanelGemvFn
     public let indexedGemv: IndexedGemvFn
@@ -72,6 +75,7 @@ public struct KernelSet: Sendable {
     public static let avx512 = KernelSet(
         isa: .avx512, name: "avx512-\(avx512TileRows)x\(avx512TileCols)", mr: avx512TileRows, nr: avx512TileCols,
         gemm: sgemmMicroKernelAVX512_6x32, rowSourceGemm: sgemmRowSourceMicroKernelAVX512_6x32,
+        halfPanelGemm: sgemmHalfPanelMicroKernelAVX512_6x16,
         gemv: sgemvRowsAVX512, panelGemv: sgemvPanelAVX512_32, indexedGemv: sgemvIndexedAVX512, peakLoop: fmaPeakLoopAVX512,
         peakFlopsPerIteration: 16 * 16 * 2,
         blocking: BlockingParameters.from(cacheSizes: CacheSizes.current, mr: avx512TileRows, nr: avx512TileCols))
@@ -79,6 +83,7 @@ public struct KernelSet: Sendable {
     public static let avx2 = KernelSet(
         isa: .avx2, name: "avx2-\(avx2TileRows)x\(avx2TileCols)", mr: avx2TileRows, nr: avx2TileCols,
         gemm: sgemmMicroKernelAVX2_6x16, rowSourceGemm: sgemmRowSourceMicroKernelAVX2_6x16,
+        halfPanelGemm: nil,
         gemv: sgemvRowsAVX2, panelGemv: sgemvPanelAVX2_16, indexedGemv: sgemvIndexedAVX2, peakLoop: fmaPeakLoopAVX2,
         peakFlopsPerIteration: 12 * 8 * 2,
         blocking: BlockingParameters.from(cacheSizes: CacheSizes.current, mr: avx2TileRows, nr: avx2TileCols))
@@ -110,7 +115,7 @@ public struct KernelSet: Sendable {
     /// Same kernels with other blocking parameters (for tuning and tests of the loop nest's edges).
     public func with(blocking: BlockingParameters) -> KernelSet {
         precondition(blocking.mr == mr && blocking.nr == nr, "blocking must keep the tile shape")
-        return KernelSet(isa: isa, name: name, mr: mr, nr: nr, gemm: gemm, rowSourceGemm: rowSourceGemm, gemv: gemv, panelGemv: panelGemv, indexedGemv: indexedGemv, peakLoop: peakLoop,
+        return KernelSet(isa: isa, name: name, mr: mr, nr: nr, gemm: gemm, rowSourceGemm: rowSourceGemm, halfPanelGemm: halfPanelGemm, gemv: gemv, panelGemv: panelGemv, indexedGemv: indexedGemv, peakLoop: peakLoop,
                          peakFlopsPerIteration: peakFlopsPerIteration, blocking: blocking)
     }
 }

@@ -124,6 +124,8 @@ extension SparseEngine {
         let wide = g < nr ? max(1, nr / g) : 1
         // Pre-packed weights serve a grouping whose groups start on panel boundaries.
         let exactAligned = packed != nil && g % nr == 0
+        // NR/2-unit blocks of pre-packed weights run on half panels where the ISA has that kernel (AVX-512: G = 16).
+        let halfAligned = packed != nil && gemm.hasHalfPanelKernel && g == nr / 2
         let wideAligned = packed != nil && (wide * g) % nr == 0
         let stats = MaskStats(mask, wideBlocksPerGroup: wide)
         let pairs = stats.activePairs
@@ -136,7 +138,8 @@ extension SparseEngine {
         var blocksPerGroup = 1
         if strategy == .auto || strategy == .unitMajor {
             let model = costModel
-            let tExact = predictUnitMajor1(model, stats, wide: false, packedB: exactAligned, d: d)
+            let tExact = predictUnitMajor1(model, stats, wide: false, packedB: exactAligned || halfAligned, d: d,
+                                           panelWidth: halfAligned ? nr / 2 : nr)
             let tWide = wide > 1 ? predictUnitMajor1(model, stats, wide: true, packedB: wideAligned, d: d) : .infinity
             blocksPerGroup = tWide < tExact ? wide : 1
             if strategy == .auto {
@@ -167,6 +170,7 @@ extension SparseEngine {
         case .unitMajor:
             let groups = UnitGroups(mask, blocksPerGroup: blocksPerGroup)
             let usePacked = blocksPerGroup == 1 ? exactAligned : wideAligned
+            let useHalf = blocksPerGroup == 1 && halfAligned
             let panelIds = usePacked ? (0..<packed!.panelCount).map { Int32($0) } : []
             groups.rows.withUnsafeBufferPointer { rows in panelIds.withUnsafeBufferPointer { allPanels in
                 let body: (Range<Int>, GemmEngine, AlignedBuffer) -> Void = { range, engine, buffer in
@@ -178,7 +182,10 @@ extension SparseEngine {
                         // the engine's scattered-C path stores element by element on every KC block.
                         let tile = buffer.reserve(m * width)
                         let aOp = MatrixOperand(base: x, rowStride: d, colStride: 1, rowIndex: rowMap)
-                        if usePacked {
+                        if useHalf {
+                            engine.gemmHalfPanel(m: m, a: aOp, packed: packed!, firstUnit: lo,
+                                                 c: OutputOperand(base: tile, rowStride: width), epilogue: Epilogue(bias: bias, relu: relu))
+                        } else if usePacked {
                             // Output columns are physical units: shift the tile's base so unit `lo` lands at column 0.
                             let panels = UnsafeBufferPointer(rebasing: allPanels[(lo / nr)..<((groups.hi[gi] + nr - 1) / nr)])
                             engine.gemm(m: m, a: aOp, packed: packed!, panels: panels,
@@ -377,7 +384,8 @@ extension SparseEngine {
         return parallel(m.gemmSeconds(m: batch, n: h, k: d, packedB: packedB), tasks: tasks) + m.passSeconds(bytes: 4 * batch * h)
     }
 
-    func predictUnitMajor1(_ m: SparseCostModel, _ s: MaskStats, wide: Bool, packedB: Bool, d: Int) -> Double {
+    func predictUnitMajor1(_ m: SparseCostModel, _ s: MaskStats, wide: Bool, packedB: Bool, d: Int,
+                           panelWidth: Int? = nil) -> Double {
         var t = 0.0, groups = 0
         if wide {
             let bpg = s.wideBlocksPerGroup
@@ -387,7 +395,7 @@ extension SparseEngine {
             }
         } else {
             for j in 0..<s.blocks where s.blockUsers[j] > 0 {
-                t += m.gemmSeconds(m: s.blockUsers[j], n: s.blockWidth(j), k: d, packedB: packedB); groups += 1
+                t += m.gemmSeconds(m: s.blockUsers[j], n: s.blockWidth(j), k: d, packedB: packedB, panelWidth: panelWidth); groups += 1
             }
         }
         return parallel(t * m.gatherFactor, tasks: groups) + m.passSeconds(bytes: 4 * s.batch * s.units)

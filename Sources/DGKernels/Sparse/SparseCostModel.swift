@@ -43,10 +43,12 @@ public struct SparseCostModel: Sendable, Codable, Equatable {
 
     /// Seconds for one serial `GemmEngine.gemm` call of this shape (m = 1 takes the gemv path).
     /// `packedB`: the weights were packed beforehand, so only A is packed per call.
-    public func gemmSeconds(m: Int, n: Int, k: Int, packedB: Bool = false) -> Double {
+    /// `panelWidth`: columns per B panel when not NR (a half-panel kernel pads n to NR/2).
+    public func gemmSeconds(m: Int, n: Int, k: Int, packedB: Bool = false, panelWidth: Int? = nil) -> Double {
         guard m > 0 && n > 0 && k > 0 else { return 0 }
-        if m == 1 { return gemvSeconds(rows: n, k: k) }
-        let padded = Double((m + mr - 1) / mr * mr) * Double((n + nr - 1) / nr * nr) * Double(k)
+        if m == 1 && panelWidth == nil { return gemvSeconds(rows: n, k: k) }
+        let w = panelWidth ?? nr
+        let padded = Double((m + mr - 1) / mr * mr) * Double((n + w - 1) / w * w) * Double(k)
         return gemmCall + padded * gemmMAC + Double(((packedB ? 0 : n) + m) * k) * gemmPack
     }
 

@@ -1,0 +1,53 @@
+import DGRuntime
+
+extension GemmEngine {
+    /// Whether 16-unit (NR/2) blocks of pre-packed weights can run on half panels (AVX-512: NR = 32).
+    public var hasHalfPanelKernel: Bool { kernels.halfPanelGemm != nil }
+
+    /// C[i, j] = act(A[i, :]·W[lo + j, :] + bias[lo + j]) for j < width = min(NR/2, units − lo), on one half of
+    /// one pre-packed NR-unit panel: the block of NR/2 units starting at `lo` (a multiple of NR/2) runs without
+    /// being padded to NR columns or re-packed. Serial (callers parallelise over blocks). C column j is unit lo + j;
+    /// `epilogue.bias` is indexed by unit. Preconditions: `hasHalfPanelKernel`, m ≥ 1, lo < packed.n.
+    @discardableResult
+    public func gemmHalfPanel(m: Int, a: MatrixOperand, packed: PackedWeights, firstUnit lo: Int,
+                              c: OutputOperand, epilogue: Epilogue = .none) -> KernelCost {
+        guard let micro = kernels.halfPanelGemm else { preconditionFailure("no half-panel kernel for \(kernels.name)") }
+        let nr = kernels.nr, half = nr / 2, mr = kernels.mr, k = packed.k
+        precondition(packed.nr == nr && lo % half == 0 && lo < packed.n, "half panel must start on an NR/2 boundary")
+        let width = min(half, packed.n - lo)
+        let cost = KernelCost(macs: m * width * k, bytesRead: 4 * (m * k + k * width), bytesWritten: 4 * m * width)
+        guard m > 0 else { return .zero }
+        let kcStep = kernels.blocking.balancedKC(for: k)
+        let tile = tileBuffers[0].reserve(mr * half + 2 * mr)
+        // A is read in place (MR row pointers into the gathered rows): a narrow block amortises no packing.
+        let rowPointers = UnsafeMutableRawPointer(tile + mr * half).assumingMemoryBound(to: UnsafePointer<Float>.self)
+        let panel = UnsafePointer(packed.storage.pointer) + (lo / nr) * k * nr + lo % nr
+        let shifted = epilogue.bias.map { $0 + lo }
+        let contiguousA = a.colStride == 1 && a.colIndex == nil
+        let aCopy = contiguousA ? nil : aBuffers[0].reserve(m * k)
+        if let aCopy {  // strided A (not used by the sparse paths): gather it once, contiguous
+            for i in 0..<m { for p in 0..<k { aCopy[i * k + p] = a.element(i, p) } }
+        }
+        for pc in stride(from: 0, to: k, by: kcStep) {
+            let kc = min(kcStep, k - pc)
+            let first = pc == 0, last = pc + kc == k
+            let e = Epilogue(beta: first ? epilogue.beta : 1, bias: last ? shifted : nil, relu: last && epilogue.relu)
+            var ir = 0
+            while ir < m {
+                let rows = min(mr, m - ir)
+                for i in 0..<mr {
+                    let r = ir + min(i, rows - 1)  // an edge strip repeats its last row
+                    rowPointers[i] = aCopy.map { UnsafePointer($0) + r * k + pc } ?? a.base + a.physicalRow(r) * a.rowStride + pc
+                }
+                if width == half && c.isContiguous {
+                    micro(kc, UnsafePointer(rowPointers), panel + pc * nr, c.address(ir, 0), c.rowStride, e.beta, e.bias, e.relu, rows)
+                } else {
+                    micro(kc, UnsafePointer(rowPointers), panel + pc * nr, tile, half, 0, nil, false, mr)
+                    for i in 0..<rows { for j in 0..<width { storeScalar(c, ir + i, j, tile[i * half + j], e) } }
+                }
+                ir += mr
+            }
+        }
+        return cost
+    }
+}
