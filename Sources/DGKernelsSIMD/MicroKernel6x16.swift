@@ -1,6 +1,7 @@
 // The 6×16 tile body shared by the AVX2 micro-kernels and AVX-512's half-panel kernel. `@inlinable`: each ISA
 // target specialises it with its own -march (this target is baseline x86-64 and never runs it).
 
+/// `computeRows` (a literal at each call site) compiles out the rows an edge tile does not need.
 /// A 6×16 register tile (one SIMD16 accumulator per row: two ymm on AVX2, one zmm on AVX-512); `a(k, i)` is A[i, k],
 /// B row k is 16 floats at `b + k·bStride` (16 for a packed 16-wide panel; 32 for one half of a 32-wide
 /// pre-packed panel, which is how AVX-512 runs 16-unit blocks without padding them to 32).
@@ -8,7 +9,7 @@
 public func microKernel6x16(
     _ kc: Int, _ a: (Int, Int) -> Float, _ b: UnsafePointer<Float>, _ bStride: Int,
     _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ beta: Float,
-    _ bias: UnsafePointer<Float>?, _ relu: Bool, _ rows: Int
+    _ bias: UnsafePointer<Float>?, _ relu: Bool, _ rows: Int, computeRows: Int = 6
 ) {
     // One SIMD16 accumulator per row (two ymm after legalisation). Written per row so that each
     // broadcast dies right after its two FMAs: with two separate SIMD8 columns LLVM grouped the FMAs by
@@ -21,11 +22,11 @@ public func microKernel6x16(
     while k < kc {
         let bw = bp.loadUnaligned(as: W.self)
         r0 = r0.addingProduct(W(repeating: a(k, 0)), bw)
-        r1 = r1.addingProduct(W(repeating: a(k, 1)), bw)
-        r2 = r2.addingProduct(W(repeating: a(k, 2)), bw)
-        r3 = r3.addingProduct(W(repeating: a(k, 3)), bw)
-        r4 = r4.addingProduct(W(repeating: a(k, 4)), bw)
-        r5 = r5.addingProduct(W(repeating: a(k, 5)), bw)
+        if computeRows > 1 { r1 = r1.addingProduct(W(repeating: a(k, 1)), bw) }
+        if computeRows > 2 { r2 = r2.addingProduct(W(repeating: a(k, 2)), bw) }
+        if computeRows > 3 { r3 = r3.addingProduct(W(repeating: a(k, 3)), bw) }
+        if computeRows > 4 { r4 = r4.addingProduct(W(repeating: a(k, 4)), bw) }
+        if computeRows > 5 { r5 = r5.addingProduct(W(repeating: a(k, 5)), bw) }
         bp += bStride &* 4; k &+= 1
     }
     @inline(__always) func lo(_ w: W) -> V { w.lowHalf }

@@ -81,7 +81,7 @@ struct KernelCommand: ParsableCommand {
         print("x(min) = dense min / path min; ideal = 1/r (r = active pairs / (B·H)); %ideal = speedup / ideal")
         print("")
         let header = ["D", "H", "B", "mask", "G", "r", "path", "strategy", "min ms", "med ms", "p95 ms", "speedup", "x(min)", "ideal", "%ideal", "paperMAC", "netMAC"]
-        let widths = [4, 5, 4, 10, 3, 6, 16, 14, 9, 9, 9, 8, 7, 6, 7, 9, 7]
+        let widths = [4, 5, 4, 10, 3, 6, 16, 16, 9, 9, 9, 8, 7, 6, 7, 9, 7]
         func row(_ cells: [String]) {
             print(zip(cells, widths).enumerated().map { i, cw in i < 8 && i != 0 && i != 1 && i != 2 && i != 4 && i != 5 ? Format.padRight(cw.0, cw.1) : Format.pad(cw.0, cw.1) }.joined(separator: " "))
         }
