@@ -17,7 +17,9 @@ extension GemmEngine {
         let width = min(half, packed.n - lo)
         let cost = KernelCost(macs: m * width * k, bytesRead: 4 * (m * k + k * width), bytesWritten: 4 * m * width)
         guard m > 0 else { return .zero }
-        let kcStep = kernels.blocking.balancedKC(for: k)
+        // K blocks keep a B panel in L1 while many row strips reuse it; a group of ≤ 2 strips reuses it at most
+        // twice, so it runs all of K in one call (one epilogue, no C re-reads, a quarter of the calls).
+        let kcStep = m <= 2 * mr ? k : kernels.blocking.balancedKC(for: k)
         let tile = tileBuffers[0].reserve(mr * half + 2 * mr)
         // A is read in place (MR row pointers into the gathered rows): a narrow block amortises no packing.
         let rowPointers = UnsafeMutableRawPointer(tile + mr * half).assumingMemoryBound(to: UnsafePointer<Float>.self)
