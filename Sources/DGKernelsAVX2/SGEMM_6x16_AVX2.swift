@@ -17,14 +17,7 @@ public func sgemmMicroKernelAVX2_6x16(
     _ bias: UnsafePointer<Float>?, _ relu: Bool, _ rows: Int
 ) {
     let at: (Int, Int) -> Float = { k, i in a[k &* 6 &+ i] }
-    switch rows {  // edge tiles compute only their rows (see the AVX-512 kernel)
-    case 1: microKernel6x16(kc, at, b, 16, c, ldc, beta, bias, relu, rows, computeRows: 1)
-    case 2: microKernel6x16(kc, at, b, 16, c, ldc, beta, bias, relu, rows, computeRows: 2)
-    case 3: microKernel6x16(kc, at, b, 16, c, ldc, beta, bias, relu, rows, computeRows: 3)
-    case 4: microKernel6x16(kc, at, b, 16, c, ldc, beta, bias, relu, rows, computeRows: 4)
-    case 5: microKernel6x16(kc, at, b, 16, c, ldc, beta, bias, relu, rows, computeRows: 5)
-    default: microKernel6x16(kc, at, b, 16, c, ldc, beta, bias, relu, rows, computeRows: 6)
-    }
+    microKernel6x16(kc, at, b, 16, c, ldc, beta, bias, relu, rows)
 }
 
 /// The same tile with A read in place through six row pointers; see `sgemmRowSourceMicroKernelAVX512_6x32`.
@@ -34,18 +27,9 @@ public func sgemmRowSourceMicroKernelAVX2_6x16(
     _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ beta: Float,
     _ bias: UnsafePointer<Float>?, _ relu: Bool, _ rows: Int
 ) {
-    let a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3], a4 = a[4], a5 = a[5]
-    let at: (Int, Int) -> Float = { k, i in
-        switch i { case 0: a0[k]; case 1: a1[k]; case 2: a2[k]; case 3: a3[k]; case 4: a4[k]; default: a5[k] }
-    }
-    switch rows {
-    case 1: microKernel6x16(kc, at, b, 16, c, ldc, beta, bias, relu, rows, computeRows: 1)
-    case 2: microKernel6x16(kc, at, b, 16, c, ldc, beta, bias, relu, rows, computeRows: 2)
-    case 3: microKernel6x16(kc, at, b, 16, c, ldc, beta, bias, relu, rows, computeRows: 3)
-    case 4: microKernel6x16(kc, at, b, 16, c, ldc, beta, bias, relu, rows, computeRows: 4)
-    case 5: microKernel6x16(kc, at, b, 16, c, ldc, beta, bias, relu, rows, computeRows: 5)
-    default: microKernel6x16(kc, at, b, 16, c, ldc, beta, bias, relu, rows, computeRows: 6)
-    }
+    let rows6 = SixRowPointers(a)
+    let at: (Int, Int) -> Float = { k, i in rows6.element(k, i) }
+    microKernel6x16(kc, at, b, 16, c, ldc, beta, bias, relu, rows)
 }
 
 /// y[i] = dot(W[i, 0..<k], x) (+ beta·y[i]) (+ bias[i]) (relu) for i in 0..<n; W row-major with `ldw`.
