@@ -1,4 +1,5 @@
 import ArgumentParser
+import DGHarness
 import DGKernels
 import DGModels
 import DGReport
@@ -35,7 +36,7 @@ struct EvalCommand: ParsableCommand {
         try requireOptimizedBuild()
         let kernels: KernelSet
         do { kernels = try KernelSet.select(ISAChoice(rawValue: isa)!) } catch { throw ValidationError("\(error)") }
-        let engine = GemmEngine(kernels: kernels, executor: ConcurrentPerformExecutor(workers: threads))
+        let engine = GemmEngine(kernels: kernels, executor: ExecutorFactory.make(threads: threads))
         let file: WeightFile, test: Dataset
         do {
             file = try WeightFile.read(path: weights)

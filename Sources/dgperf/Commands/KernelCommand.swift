@@ -1,4 +1,5 @@
 import ArgumentParser
+import DGHarness
 import DGKernels
 import DGRuntime
 import DGReport
@@ -68,13 +69,13 @@ struct KernelCommand: ParsableCommand {
         try requireOptimizedBuild()
         let kernels: KernelSet
         do { kernels = try KernelSet.select(ISAChoice(rawValue: isa)!) } catch { throw ValidationError("\(error)") }
-        let gemm = GemmEngine(kernels: kernels, executor: ConcurrentPerformExecutor(workers: threads))
+        let gemm = GemmEngine(kernels: kernels, executor: ExecutorFactory.make(threads: threads))
         let sparse = SparseEngine(gemm: gemm)
         let cached = SparseCostModelCache.default?.load(fingerprint: SparseCostModel.fingerprint(kernels: kernels, workers: threads)) != nil
         let t0 = monotonicNanos()
         let model = sparse.costModel
         let calib = Double(monotonicNanos() - t0) / 1e9
-        print("dgperf kernel  kernel=\(kernels.name)  threads=\(threads)  \(kernels.blocking)  reps=\(reps)  build=optimized")
+        print("dgperf kernel  kernel=\(kernels.name)  threads=\(threads) (\(ExecutorFactory.pinningPolicy))  \(kernels.blocking)  reps=\(reps)  build=optimized")
         print("cost model: \(cached ? "loaded from cache" : "calibrated in \(Format.fixed(calib * 1e3, 0)) ms") — gemm \(Format.fixed(1 / model.gemmMAC / 1e9, 1)) GMAC/s, gemv \(Format.fixed(1 / model.gemvMAC / 1e9, 1)) GMAC/s, gemm call \(Format.fixed(model.gemmCall * 1e6, 2)) µs")
         print("weights: \(prepacked ? "pre-packed once (dense and sparse alike)" : "packed on every call (dense and sparse alike)")")
         print("each path is timed interleaved with the dense layer (A/B per repetition); speedup = dense median / path median,")

@@ -1,4 +1,5 @@
 import ArgumentParser
+import DGHarness
 import DGKernels
 import DGModels
 import DGReport
@@ -72,7 +73,7 @@ struct TrainCommand: ParsableCommand {
         try requireOptimizedBuild()
         let kernels: KernelSet
         do { kernels = try KernelSet.select(ISAChoice(rawValue: isa)!) } catch { throw ValidationError("\(error)") }
-        let engine = GemmEngine(kernels: kernels, executor: ConcurrentPerformExecutor(workers: threads))
+        let engine = GemmEngine(kernels: kernels, executor: ExecutorFactory.make(threads: threads))
         let kind = ModelKind(rawValue: model)!
         var gateString = gate, g = granularity
         if kind == .dg, let parsed = try? GatePredictor.parse(gate, granularity: granularity) { g = parsed.1; if gate.hasPrefix("block") { gateString = gate } }
