@@ -25,6 +25,16 @@ let package = Package(
             path: "Benchmarks/GemmBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
+        .executableTarget(
+            name: "SparseBenchmarks",
+            dependencies: [
+                .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "DGKernels", package: "dgperf"),
+                .product(name: "DGRuntime", package: "dgperf"),
+            ],
+            path: "Benchmarks/SparseBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )
