@@ -6,6 +6,21 @@
 //   swift package benchmark baseline update / check                  # thresholds (see README)
 import PackageDescription
 
+/// One benchmark executable: the package-benchmark plugin over dgperf's kernels.
+func suite(_ name: String) -> Target {
+    .executableTarget(
+        name: name,
+        dependencies: [
+            "BenchmarkSupport",
+            .product(name: "Benchmark", package: "benchmark"),
+            .product(name: "DGKernels", package: "dgperf"),
+            .product(name: "DGRuntime", package: "dgperf"),
+        ],
+        path: "Benchmarks/\(name)",
+        plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+    )
+}
+
 let package = Package(
     name: "dgperf-benchmarks",
     platforms: [.macOS(.v13)],
@@ -15,26 +30,14 @@ let package = Package(
         .package(url: "https://github.com/ordo-one/benchmark", exact: "1.38.1", traits: ["MallocInterposer"]),
     ],
     targets: [
-        .executableTarget(
-            name: "GemmBenchmarks",
-            dependencies: [
-                .product(name: "Benchmark", package: "benchmark"),
-                .product(name: "DGKernels", package: "dgperf"),
-                .product(name: "DGRuntime", package: "dgperf"),
-            ],
-            path: "Benchmarks/GemmBenchmarks",
-            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        // Shared configuration (thresholds, metrics) of every suite.
+        .target(
+            name: "BenchmarkSupport",
+            dependencies: [.product(name: "Benchmark", package: "benchmark")],
+            path: "Benchmarks/BenchmarkSupport"
         ),
-        .executableTarget(
-            name: "SparseBenchmarks",
-            dependencies: [
-                .product(name: "Benchmark", package: "benchmark"),
-                .product(name: "DGKernels", package: "dgperf"),
-                .product(name: "DGRuntime", package: "dgperf"),
-            ],
-            path: "Benchmarks/SparseBenchmarks",
-            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
-        ),
+        suite("GemmBenchmarks"),
+        suite("SparseBenchmarks"),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,4 +1,5 @@
 import Benchmark
+import BenchmarkSupport
 import DGKernels
 import DGRuntime
 
@@ -6,18 +7,7 @@ import DGRuntime
 /// Ratios against numpy come from `dgperf gemm --suite --peer numpy` (same run); these benchmarks
 /// track our own kernels over time with package-benchmark's thresholds.
 let benchmarks: @Sendable () -> Void = {
-    // Static thresholds (Thresholds/<machine>/, written by `thresholds update`) are checked with these
-    // tolerances: a kernel change that slows the median by more than 35 % (p75: 50 %) fails the check.
-    // Generous on purpose — these are absolute times on shared 2-core CI machines; same-run ratios
-    // (dgperf vs numpy, gated vs dense) are judged by `dgperf compare` instead.
-    Benchmark.defaultConfiguration = .init(
-        metrics: [.wallClock],
-        timeUnits: .microseconds,
-        warmupIterations: 5,
-        maxDuration: .seconds(1),
-        maxIterations: 1_000,
-        thresholds: [.wallClock: .init(relative: [.p50: 35.0, .p75: 50.0])]
-    )
+    useDgperfBenchmarkConfiguration()
     let kernels = (try? KernelSet.select(.auto)) ?? .avx2
     let shapes: [(Int, Int, Int, Int)] = [
         (1024, 1024, 1024, 1), (256, 784, 512, 1), (64, 784, 512, 1), (1, 784, 512, 1),

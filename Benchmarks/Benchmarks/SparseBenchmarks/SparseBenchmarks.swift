@@ -1,4 +1,5 @@
 import Benchmark
+import BenchmarkSupport
 import DGKernels
 import DGRuntime
 
@@ -6,14 +7,7 @@ import DGRuntime
 /// are compared with. Same-run ratios (speedup, fraction of ideal) come from `dgperf kernel`; these benchmarks track
 /// each path's absolute time over commits with package-benchmark's static thresholds.
 let benchmarks: @Sendable () -> Void = {
-    Benchmark.defaultConfiguration = .init(
-        metrics: [.wallClock],
-        timeUnits: .microseconds,
-        warmupIterations: 5,
-        maxDuration: .seconds(1),
-        maxIterations: 1_000,
-        thresholds: [.wallClock: .init(relative: [.p50: 35.0, .p75: 50.0])]
-    )
+    useDgperfBenchmarkConfiguration()
     let kernels = (try? KernelSet.select(.auto)) ?? .avx2
     let d = 784, h = 512
     let engine = SparseEngine(gemm: GemmEngine(kernels: kernels, executor: SerialExecutor()), costModelCache: nil)
