@@ -44,6 +44,23 @@ final class CompareTests: XCTestCase {
         XCTAssertFalse(r.regressions.contains { $0.key == gatedKey && $0.metric == .speedup }, "\(r.regressions)")
     }
 
+    /// A cell whose cost model chose another strategy (different executed MACs) is not compared on fraction of peak,
+    /// and the report says which; speedup and time still are.
+    func testPeakFractionSkippedWhenExecutedWorkDiffers() throws {
+        let base = try fakeRun()
+        var new = base
+        let i = new.cells.firstIndex { $0.key == gatedKey }!
+        var cost = new.cells[i].cost!
+        cost.wasted.macs += cost.total.macs  // as if dense-then-mask had run: twice the executed work
+        new.cells[i].cost = cost
+        let report = Compare.compare(base: base, new: new)
+        XCTAssertFalse(report.rows.contains { $0.key == gatedKey && $0.metric == .peakFraction })
+        XCTAssertTrue(report.rows.contains { $0.key == gatedKey && $0.metric == .speedup })
+        XCTAssertTrue(report.rows.contains { $0.key == gatedKey && $0.metric == .time })
+        XCTAssertTrue(report.notes.contains { $0.contains("peak-fraction not compared") && $0.contains(gatedKey) }, "\(report.notes)")
+        XCTAssertFalse(report.hasRegression)
+    }
+
     func testDifferentMachineComparesRatiosOnlyAndSaysSo() throws {
         let base = try fakeRun()
         let new = try fakeRun(env: testEnvironment(fingerprintCPU: "Other CPU"))

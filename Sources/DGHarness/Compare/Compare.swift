@@ -82,10 +82,15 @@ public enum Compare {
         }
         let bDense = dense(base), nDense = dense(new)
         var rows: [MetricComparison] = []
+        var strategyChanged: [String] = []
         for c in base.cells where b[c.key] != nil {
             guard let nc = n[c.key] else { continue }
             let bc = b[c.key]!
-            for m in metrics {
+            // Fraction of peak counts executed FLOPs: when the cost model chose another strategy (e.g. dense-then-mask
+            // on one machine, unit-major on the other) the two runs did different work, so it is not comparable.
+            let sameWork = Self.sameExecutedWork(bc, nc)
+            if !sameWork { strategyChanged.append(c.key) }
+            for m in metrics where m != .peakFraction || sameWork {
                 guard let bs = samples(m, bc, bDense[bc.cell.groupKey]), let ns = samples(m, nc, nDense[nc.cell.groupKey]),
                       let bsum = Summary(bs), let nsum = Summary(ns), let test = MannWhitneyU(ns, bs), bsum.median > 0 else { continue }
                 // time: lower is better → flip so that positive change = better.
@@ -98,11 +103,20 @@ public enum Compare {
                                              pValue: test.pValue, threshold: th, verdict: verdict))
             }
         }
+        if !strategyChanged.isEmpty {
+            notes.append("peak-fraction not compared for \(strategyChanged.count) cell(s) whose executed work differs by more than 5 % (another strategy ran): \(strategyChanged.joined(separator: "; "))")
+        }
         let missingInNew = base.cells.filter { b[$0.key] != nil && n[$0.key] == nil }.map(\.key)
         let missingInBase = new.cells.filter { n[$0.key] != nil && b[$0.key] == nil }.map(\.key)
         return ComparisonReport(baseFingerprint: base.environment.fingerprint, newFingerprint: new.environment.fingerprint,
                                 sameMachine: same, metrics: metrics, rows: rows, missingInNew: missingInNew,
                                 missingInBase: missingInBase, notes: notes)
+    }
+
+    /// Executed MACs within 5 % (or unknown on either side).
+    static func sameExecutedWork(_ a: CellResult, _ b: CellResult) -> Bool {
+        guard let x = a.cost?.total.macs, let y = b.cost?.total.macs, x > 0 else { return true }
+        return abs(Double(y) / Double(x) - 1) <= 0.05
     }
 
     /// Per-repetition values of `metric` (nil when the metric does not apply to the cell).
