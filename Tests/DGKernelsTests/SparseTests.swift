@@ -9,16 +9,16 @@ let testCostModel = SparseCostModel(fingerprint: "test", mr: (try? KernelSet.sel
                                     gemmCall: 1e-6, gemmMAC: 1e-11, gemmPack: 1e-10,
                                     gemvCall: 5e-8, gemvMAC: 4e-11, gemvRowMAC: 1.6e-10, passByte: 1e-11)
 
-func makeGemm(threads: Int) throws -> GemmEngine {
-    let kernels = try KernelSet.select(.auto)
+func makeGemm(threads: Int, isa: ISAChoice = .auto) throws -> GemmEngine {
+    let kernels = try KernelSet.select(isa)
     let executor: ParallelExecutor = threads == 1 ? SerialExecutor() : ConcurrentPerformExecutor(workers: threads)
     let engine = GemmEngine(kernels: kernels, executor: executor)
     engine.parallelThresholdMACs = 0  // small test shapes must still exercise the parallel splits
     return engine
 }
 
-func makeSparse(threads: Int) throws -> SparseEngine {
-    SparseEngine(gemm: try makeGemm(threads: threads), costModel: testCostModel, costModelCache: nil)
+func makeSparse(threads: Int, isa: ISAChoice = .auto) throws -> SparseEngine {
+    SparseEngine(gemm: try makeGemm(threads: threads, isa: isa), costModel: testCostModel, costModelCache: nil)
 }
 
 enum MaskPattern: CaseIterable { case allOn, allOff, oneBlock, random, mixedRows }
@@ -70,12 +70,18 @@ final class SparseTests: XCTestCase {
     /// ≥ 600 randomized cases; every case runs every path (shared layer 1 compact/scattered, shared layer 2
     /// compact/scattered input, per-sample layer 1 and 2 with each strategy and auto) against float64 references.
     func testRandomizedAgainstFloat64Reference() throws {
-        let engines = [try makeSparse(threads: 1), try makeSparse(threads: 2)]
+        // Every kernel set this CPU runs (AVX-512 has the half-panel kernel, AVX2 runs 16-unit blocks as whole panels),
+        // 1 and 2 threads.
+        var engines: [SparseEngine] = []
+        for ks in KernelSet.available() {
+            let choice: ISAChoice = ks.isa == .avx512 ? .avx512 : .avx2
+            engines += [try makeSparse(threads: 1, isa: choice), try makeSparse(threads: 2, isa: choice)]
+        }
         var rng = SplitMix64(seed: 2024)
         var checked = [String: Int]()
         var sawGroupedUnitMajor = false
         for caseIndex in 0..<600 {
-            let engine = engines[caseIndex % 2]
+            let engine = engines[caseIndex % engines.count]
             let batch = batches[caseIndex % batches.count]
             let g = granularities[Int(rng.next() % UInt64(granularities.count))]
             let d = 1 + Int(rng.next() % 48)
@@ -85,7 +91,7 @@ final class SparseTests: XCTestCase {
             if caseIndex % 3 == 0 { h = g * (1 + Int(rng.next() % UInt64(max(1, 96 / g)))) }
             let blocks = (h + g - 1) / g
             let pattern = MaskPattern.allCases[caseIndex % MaskPattern.allCases.count]
-            let tag = "case \(caseIndex) B=\(batch) D=\(d) H=\(h) C=\(c) G=\(g) \(pattern) threads=\(caseIndex % 2 + 1)"
+            let tag = "case \(caseIndex) B=\(batch) D=\(d) H=\(h) C=\(c) G=\(g) \(pattern) threads=\(caseIndex % 2 + 1) \(engine.gemm.kernels.name)"
 
             let x = randomArray(batch * d, &rng), w = randomArray(h * d, &rng), bias = randomArray(h, &rng)
             let v = randomArray(c * h, &rng), bias2 = randomArray(c, &rng)
