@@ -110,7 +110,7 @@ public final class GemmEngine: @unchecked Sendable {
             gemvPath(n: n, k: k, a: a, b: b, c: c, epilogue: epilogue)
             return cost
         }
-        if n * 2 < kernels.nr && m >= kernels.nr {
+        if takesNarrowPath(m: m, n: n) {
             // Narrow output (e.g. 10 classes, 8 router logits): an NR-wide tile would be mostly padding. Compute Cᵀ = Bᵀ·Aᵀ
             // instead, so the narrow side becomes the MR-row side, then transpose it into C with the epilogue.
             narrowPath(m: m, n: n, k: k, a: a, b: b, c: c, epilogue: epilogue)
@@ -302,7 +302,7 @@ public final class GemmEngine: @unchecked Sendable {
                           epilogue.beta, bias, epilogue.relu, rows)
                 } else {
                     // Column edge or scattered tile: compute into scratch, then merge the valid part.
-                    micro(kc, ir, rows, bPanel, tile, nr, 0, nil, false, mr)
+                    micro(kc, ir, rows, bPanel, tile, nr, 0, nil, false, rows)
                     for i in 0..<rows {
                         for j in 0..<cols {
                             storeScalar(c, ic + ir + i, col0 + j, tile[i * nr + j], epilogue)
@@ -312,6 +312,13 @@ public final class GemmEngine: @unchecked Sendable {
                 ir += mr
             }
         }
+    }
+
+    /// Whether `gemm` computes an m×n product as Cᵀ = Bᵀ·Aᵀ (narrow outputs: an NR-wide tile would be mostly padding,
+    /// while m fills at least one NR-wide panel on the other side). Callers holding pre-packed weights use it to decide
+    /// whether the unpacked call is the faster one.
+    public func takesNarrowPath(m: Int, n: Int) -> Bool {
+        n * 2 < kernels.nr && m >= kernels.nr
     }
 
     /// C(i, j) = acc + beta·C(i, j) + bias(j), ReLU — the scalar twin of the micro-kernel's epilogue.

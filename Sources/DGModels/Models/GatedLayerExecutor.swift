@@ -103,7 +103,7 @@ final class GatedLayerExecutor {
     func linearDense(x: UnsafePointer<Float>, batch: Int, inDim: Int, weight: UnsafePointer<Float>,
                      bias: UnsafePointer<Float>?, outDim: Int, relu: Bool, out: UnsafeMutablePointer<Float>) -> KernelCost {
         let c = OutputOperand(base: out, rowStride: outDim), e = Epilogue(bias: bias, relu: relu)
-        if outDim * 2 < engine.kernels.nr && batch >= 2 * engine.kernels.nr {
+        if engine.takesNarrowPath(m: batch, n: outDim) {
             // Narrow layers (the 10-class output) take the engine's transposed path, which packs per call.
             return engine.gemm(m: batch, n: outDim, k: inDim, a: .rowMajor(x, ld: inDim),
                                b: .rowMajor(weight, ld: inDim, transposed: true), c: c, epilogue: e)
