@@ -99,3 +99,13 @@ public func sgemvIndexedAVX2(
 ) {
     sgemvIndexedBody(SIMD8<Float>.self, n, k, w, ldw, rows, x, y, scatter, bias, relu)
 }
+
+/// Gathered-row gemv for a few samples at once (4 rows × 2 samples of ymm dot products); see `sgemvIndexedMultiBody`.
+@inline(never)
+public func sgemvIndexedMultiAVX2(
+    _ n: Int, _ k: Int, _ w: UnsafePointer<Float>, _ ldw: Int, _ rows: UnsafePointer<Int32>, _ m: Int,
+    _ x: UnsafePointer<Float>, _ ldx: Int, _ y: UnsafeMutablePointer<Float>, _ ldy: Int, _ scatter: Bool,
+    _ bias: UnsafePointer<Float>?, _ relu: Bool
+) {
+    sgemvIndexedMultiBody(SIMD8<Float>.self, n, k, w, ldw, rows, m, x, ldx, y, ldy, scatter, bias, relu, wide: false)
+}

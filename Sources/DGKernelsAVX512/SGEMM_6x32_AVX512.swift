@@ -187,3 +187,13 @@ public func sgemvIndexedAVX512(
 ) {
     sgemvIndexedBody(SIMD16<Float>.self, n, k, w, ldw, rows, x, y, scatter, bias, relu)
 }
+
+/// Gathered-row gemv for a few samples at once (4 rows × 4 samples of zmm dot products); see `sgemvIndexedMultiBody`.
+@inline(never)
+public func sgemvIndexedMultiAVX512(
+    _ n: Int, _ k: Int, _ w: UnsafePointer<Float>, _ ldw: Int, _ rows: UnsafePointer<Int32>, _ m: Int,
+    _ x: UnsafePointer<Float>, _ ldx: Int, _ y: UnsafeMutablePointer<Float>, _ ldy: Int, _ scatter: Bool,
+    _ bias: UnsafePointer<Float>?, _ relu: Bool
+) {
+    sgemvIndexedMultiBody(SIMD16<Float>.self, n, k, w, ldw, rows, m, x, ldx, y, ldy, scatter, bias, relu, wide: true)
+}

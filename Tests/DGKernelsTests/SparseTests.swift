@@ -110,7 +110,7 @@ final class SparseTests: XCTestCase {
             } }
             let packed = try engine.packWeights(w, units: h, inFeatures: d)
             defer { engine.sharedPath = .auto }
-            for path in [SharedPathChoice.packedGather, .weightRows] { for pk in [nil, packed] {
+            for path in [SharedPathChoice.packedGather, .weightRows, .gemv] { for pk in [nil, packed] {
                 engine.sharedPath = path
                 let ptag = tag + (pk == nil ? "" : " packed") + " \(path)"
                 var out = [Float](repeating: .nan, count: batch * h)
@@ -131,7 +131,8 @@ final class SparseTests: XCTestCase {
                 XCTAssertEqual(rc.cost.total.macs, batch * n * d, ptag)
                 checked["shared-compact\(pk == nil ? "" : "-packed")-\(path)", default: 0] += 1
                 if batch >= 2 && n > 0 && n < h && rs.strategy != .sharedPanels {
-                    XCTAssertEqual(rs.strategy, path == .weightRows ? .sharedWeightRows : .sharedGather, ptag)
+                    let expected: [SharedPathChoice: SparseStrategy] = [.weightRows: .sharedWeightRows, .packedGather: .sharedGather, .gemv: .sharedGemv]
+                    XCTAssertEqual(rs.strategy, expected[path], ptag)
                 }
             } }
 
@@ -238,6 +239,37 @@ final class SparseTests: XCTestCase {
         for (path, count) in checked where path != "shared-panels" { XCTAssertGreaterThanOrEqual(count, 500, path) }
         XCTAssertGreaterThanOrEqual(checked["shared-panels"] ?? 0, 50, "the pre-packed panel path was rarely exercised")
         XCTAssertTrue(sawGroupedUnitMajor, "the grouped unit-major path was never exercised")
+    }
+
+    /// The multi-sample gathered gemv on its own: k around the vector width and layer-sized, sample counts around
+    /// the register tile (4 on AVX-512, 2 on AVX2), row groups with a partial last group, compact and scattered.
+    func testMultiSampleGemvMatchesFloat64Reference() throws {
+        var rng = SplitMix64(seed: 31)
+        var checked = 0
+        for ks in KernelSet.available() {
+            for k in [1, 7, 8, 15, 16, 17, 100, 784] { for m in [2, 3, 4, 5, 9, 16] { for n in [1, 3, 4, 5, 13] {
+                let h = n + 3 + Int(rng.next() % 5)
+                let x = randomArray(m * k, &rng), w = randomArray(h * k, &rng), bias = randomArray(h, &rng)
+                let rows = Array((0..<h).shuffled(using: &rng).prefix(n)).sorted().map(Int32.init)
+                let scatter = (k + m + n) % 2 == 0, ldy = scatter ? h : n
+                var y = [Float](repeating: .nan, count: m * ldy)
+                x.withUnsafeBufferPointer { xp in w.withUnsafeBufferPointer { wp in bias.withUnsafeBufferPointer { bp in
+                    rows.withUnsafeBufferPointer { rp in y.withUnsafeMutableBufferPointer { yp in
+                        ks.indexedGemvMulti(n, k, wp.baseAddress!, k, rp.baseAddress!, m, xp.baseAddress!, k,
+                                            yp.baseAddress!, ldy, scatter, bp.baseAddress!, true)
+                    } }
+                } } }
+                for s in 0..<m { for (i, u) in rows.enumerated() {
+                    var dot = 0.0, scale = 0.0
+                    for j in 0..<k { dot += Double(x[s * k + j]) * Double(w[Int(u) * k + j]); scale += abs(Double(x[s * k + j] * w[Int(u) * k + j])) }
+                    let want = max(0, dot + Double(bias[Int(u)]))
+                    let got = Double(y[s * ldy + (scatter ? Int(u) : i)])
+                    XCTAssertEqual(got, want, accuracy: 3e-5 * (scale + 1), "\(ks.name) k=\(k) m=\(m) n=\(n) sample \(s) unit \(u)")
+                } }
+                checked += 1
+            } } }
+        }
+        XCTAssertGreaterThanOrEqual(checked, 240)
     }
 
     /// A few layer-sized cases (D = 784) on 2 threads, including unaligned H and every strategy.

@@ -46,6 +46,12 @@ public typealias IndexedGemvFn = @Sendable (
     Int, Int, UnsafePointer<Float>, Int, UnsafePointer<Int32>, UnsafePointer<Float>, UnsafeMutablePointer<Float>, Bool,
     UnsafePointer<Float>?, Bool
 ) -> Void
+/// Gathered weight rows against a few sample vectors (n, k, W, ldw, rows, m, x, ldx, y, ldy, scatter, bias, relu);
+/// see `sgemvIndexedMultiBody`.
+public typealias IndexedGemvMultiFn = @Sendable (
+    Int, Int, UnsafePointer<Float>, Int, UnsafePointer<Int32>, Int, UnsafePointer<Float>, Int, UnsafeMutablePointer<Float>,
+    Int, Bool, UnsafePointer<Float>?, Bool
+) -> Void
 /// One C row against one packed B panel; see `sgemvPanelAVX512_32`.
 public typealias PanelGemvFn = @Sendable (
     Int, UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>, Float, UnsafePointer<Float>?, Bool
@@ -67,6 +73,7 @@ public struct KernelSet: Sendable {
     public let gemv: GemvFn
     public let panelGemv: PanelGemvFn
     public let indexedGemv: IndexedGemvFn
+    public let indexedGemvMulti: IndexedGemvMultiFn
     public let peakLoop: PeakLoopFn
     /// FLOPs of one `peakLoop` iteration.
     public let peakFlopsPerIteration: Double
@@ -76,7 +83,7 @@ public struct KernelSet: Sendable {
         isa: .avx512, name: "avx512-\(avx512TileRows)x\(avx512TileCols)", mr: avx512TileRows, nr: avx512TileCols,
         gemm: sgemmMicroKernelAVX512_6x32, rowSourceGemm: sgemmRowSourceMicroKernelAVX512_6x32,
         halfPanelGemm: sgemmHalfPanelMicroKernelAVX512_6x16,
-        gemv: sgemvRowsAVX512, panelGemv: sgemvPanelAVX512_32, indexedGemv: sgemvIndexedAVX512, peakLoop: fmaPeakLoopAVX512,
+        gemv: sgemvRowsAVX512, panelGemv: sgemvPanelAVX512_32, indexedGemv: sgemvIndexedAVX512, indexedGemvMulti: sgemvIndexedMultiAVX512, peakLoop: fmaPeakLoopAVX512,
         peakFlopsPerIteration: 16 * 16 * 2,
         blocking: BlockingParameters.from(cacheSizes: CacheSizes.current, mr: avx512TileRows, nr: avx512TileCols))
 
@@ -84,7 +91,7 @@ public struct KernelSet: Sendable {
         isa: .avx2, name: "avx2-\(avx2TileRows)x\(avx2TileCols)", mr: avx2TileRows, nr: avx2TileCols,
         gemm: sgemmMicroKernelAVX2_6x16, rowSourceGemm: sgemmRowSourceMicroKernelAVX2_6x16,
         halfPanelGemm: nil,
-        gemv: sgemvRowsAVX2, panelGemv: sgemvPanelAVX2_16, indexedGemv: sgemvIndexedAVX2, peakLoop: fmaPeakLoopAVX2,
+        gemv: sgemvRowsAVX2, panelGemv: sgemvPanelAVX2_16, indexedGemv: sgemvIndexedAVX2, indexedGemvMulti: sgemvIndexedMultiAVX2, peakLoop: fmaPeakLoopAVX2,
         peakFlopsPerIteration: 12 * 8 * 2,
         blocking: BlockingParameters.from(cacheSizes: CacheSizes.current, mr: avx2TileRows, nr: avx2TileCols))
 
@@ -115,7 +122,7 @@ public struct KernelSet: Sendable {
     /// Same kernels with other blocking parameters (for tuning and tests of the loop nest's edges).
     public func with(blocking: BlockingParameters) -> KernelSet {
         precondition(blocking.mr == mr && blocking.nr == nr, "blocking must keep the tile shape")
-        return KernelSet(isa: isa, name: name, mr: mr, nr: nr, gemm: gemm, rowSourceGemm: rowSourceGemm, halfPanelGemm: halfPanelGemm, gemv: gemv, panelGemv: panelGemv, indexedGemv: indexedGemv, peakLoop: peakLoop,
+        return KernelSet(isa: isa, name: name, mr: mr, nr: nr, gemm: gemm, rowSourceGemm: rowSourceGemm, halfPanelGemm: halfPanelGemm, gemv: gemv, panelGemv: panelGemv, indexedGemv: indexedGemv, indexedGemvMulti: indexedGemvMulti, peakLoop: peakLoop,
                          peakFlopsPerIteration: peakFlopsPerIteration, blocking: blocking)
     }
 }

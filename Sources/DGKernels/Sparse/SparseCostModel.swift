@@ -10,7 +10,9 @@ import Glibc
 /// - memory pass (zeroing/copying outputs): `bytes·passByte`;
 /// - weight-rows GEMM (`GemmEngine.gemmWeightRows`, W's rows read in place, activations packed):
 ///   `rowsCall + paddedMACs·rowsMAC + (m·k + m·n)·rowsTouch`, padded MACs rounding n up to MR and m up to NR
-///   (its tiles are MR units × NR samples), touched floats = activations packed + outputs transposed.
+///   (its tiles are MR units × NR samples), touched floats = activations packed + outputs transposed;
+/// - multi-sample gathered gemv: `multiCall + n·k·multiRowFloat + m·n·k·multiMAC` (W's rows read once, each
+///   sample's dot products at dot-product speed).
 /// Per-sample strategies are predicted by summing these over the calls they would make for the actual mask.
 public struct SparseCostModel: Sendable, Codable, Equatable {
     public var fingerprint: String
@@ -30,15 +32,20 @@ public struct SparseCostModel: Sendable, Codable, Equatable {
     public var rowsCall: Double
     public var rowsMAC: Double
     public var rowsTouch: Double
+    public var multiCall: Double
+    public var multiRowFloat: Double
+    public var multiMAC: Double
 
     public init(fingerprint: String, mr: Int, nr: Int, gemmCall: Double, gemmMAC: Double, gemmPack: Double,
                 gemvCall: Double, gemvMAC: Double, gemvRowMAC: Double, passByte: Double, gatherFactor: Double = 1,
-                rowsCall: Double = 0, rowsMAC: Double = 0, rowsTouch: Double = 0) {
+                rowsCall: Double = 0, rowsMAC: Double = 0, rowsTouch: Double = 0,
+                multiCall: Double = 0, multiRowFloat: Double = 0, multiMAC: Double = 0) {
         self.fingerprint = fingerprint; self.mr = mr; self.nr = nr
         self.gemmCall = gemmCall; self.gemmMAC = gemmMAC; self.gemmPack = gemmPack
         self.gemvCall = gemvCall; self.gemvMAC = gemvMAC; self.gemvRowMAC = gemvRowMAC; self.passByte = passByte
         self.gatherFactor = gatherFactor
         self.rowsCall = rowsCall; self.rowsMAC = rowsMAC; self.rowsTouch = rowsTouch
+        self.multiCall = multiCall; self.multiRowFloat = multiRowFloat; self.multiMAC = multiMAC
     }
 
     /// Seconds for one serial `GemmEngine.gemm` call of this shape (m = 1 takes the gemv path).
@@ -59,6 +66,13 @@ public struct SparseCostModel: Sendable, Codable, Equatable {
         return rowsCall + padded * rowsMAC + Double(m * k + m * n) * rowsTouch
     }
 
+    /// Seconds for one serial multi-sample gathered gemv (`indexedGemvMulti`): m samples, n weight rows, depth k.
+    /// Not a candidate for one sample (the batch-1 kernels serve that) or when uncalibrated.
+    public func multiGemvSeconds(m: Int, n: Int, k: Int) -> Double {
+        guard m >= 2 && n > 0 && k > 0 && multiMAC > 0 else { return .infinity }
+        return multiCall + Double(n * k) * multiRowFloat + Double(m * n * k) * multiMAC
+    }
+
     public func gemvSeconds(rows: Int, k: Int) -> Double {
         guard rows > 0 && k > 0 else { return 0 }
         return gemvCall + Double(rows / 4 * 4 * k) * gemvMAC + Double(rows % 4 * k) * gemvRowMAC
@@ -68,7 +82,7 @@ public struct SparseCostModel: Sendable, Codable, Equatable {
 
     /// Identifies the machine and configuration a calibration is valid for.
     public static func fingerprint(kernels: KernelSet, workers: Int, cpu: CPUFeatures = .current) -> String {
-        "\(cpu.vendor) \(cpu.brand) family \(cpu.family) model \(cpu.model) | \(kernels.name) | \(kernels.blocking) | workers \(workers) | model v5"
+        "\(cpu.vendor) \(cpu.brand) family \(cpu.family) model \(cpu.model) | \(kernels.name) | \(kernels.blocking) | workers \(workers) | model v6"
     }
 
     /// Cached model for this fingerprint, or a fresh calibration (then cached; cache errors are ignored).
@@ -105,6 +119,7 @@ public struct SparseCostModel: Sendable, Codable, Equatable {
 
         var gemmRows: [([Double], Double)] = []
         var weightRows: [([Double], Double)] = []
+        var multiRows: [([Double], Double)] = []
         var gemvRows: [([Double], Double)] = []
         var passTime = 0.0, gatherTime = 0.0
         let passCount = 1 << 18
@@ -132,6 +147,16 @@ public struct SparseCostModel: Sendable, Codable, Equatable {
                             let padded = Double((n + kernels.mr - 1) / kernels.mr * kernels.mr)
                                 * Double((m + kernels.nr - 1) / kernels.nr * kernels.nr) * Double(kk)
                             weightRows.append(([1, padded, Double(m * kk + m * n)], t))
+                        }
+                    }
+                    // Multi-sample gathered gemv over scattered rows of W (W spans 6.4 MB: rows come from L3, as they do
+                    // from a wide layer), batch 2 … 16.
+                    unitIds.withUnsafeBufferPointer { ids in
+                        for (m, n, kk) in [(2, 128, 784), (4, 256, 784), (8, 128, 784), (16, 64, 784), (3, 600, 784), (2, 12, 64)] {
+                            let t = best {
+                                kernels.indexedGemvMulti(n, kk, wb, k, ids.baseAddress!, m, ab, k, cb, n, false, nil, false)
+                            }
+                            multiRows.append(([1, Double(n * kk), Double(m * n * kk)], t))
                         }
                     }
                     // gemv cycling over the whole weight matrix (as per-sample paths stream it), and tiny calls.
@@ -166,6 +191,8 @@ public struct SparseCostModel: Sendable, Codable, Equatable {
         model.gatherFactor = min(4, max(1, gatherTime / max(model.gemmSeconds(m: 16, n: 32, k: k), 1e-12)))
         let r = leastSquares(weightRows, parameters: 3)
         model.rowsCall = r[0]; model.rowsMAC = r[1]; model.rowsTouch = r[2]
+        let mg = leastSquares(multiRows, parameters: 3)
+        model.multiCall = mg[0]; model.multiRowFloat = mg[1]; model.multiMAC = max(mg[2], 1e-13)
         return model
     }
 

@@ -49,12 +49,18 @@ public final class SparseEngine: @unchecked Sendable {
     /// Which kernel a shared mask at batch ≥ 2 runs on (`.auto`: the cost model's cheaper prediction).
     public var sharedPath: SharedPathChoice = .auto
 
-    /// Predicted weight-rows time (W read in place, x packed) below the gathered-pack GEMM (active rows of W
-    /// re-packed per call)? Packing W costs ∝ active·D per call, the weight-rows path pays padded sample panels
-    /// and a transposed store instead, so it wins at small and medium batches and at low r.
-    func prefersWeightRows(batch: Int, active: Int, features: Int) -> Bool {
+    /// The shared-mask kernel (batch ≥ 2) the cost model predicts fastest: the gathered-pack GEMM re-packs the active
+    /// rows of W per call (∝ active·D, amortised over many rows: large batches); weight rows read W in place but pay
+    /// padded sample panels and a transposed store (medium batches, low r); the multi-sample gemv reads W once at
+    /// dot-product speed (a few samples).
+    func cheapestSharedPath(batch: Int, active: Int, features: Int) -> SharedPathChoice {
         let model = costModel
-        return model.weightRowsSeconds(m: batch, n: active, k: features) < model.gemmSeconds(m: batch, n: active, k: features)
+        let candidates: [(SharedPathChoice, Double)] = [
+            (.packedGather, model.gemmSeconds(m: batch, n: active, k: features)),
+            (.weightRows, model.weightRowsSeconds(m: batch, n: active, k: features)),
+            (.gemv, model.multiGemvSeconds(m: batch, n: active, k: features)),
+        ]
+        return candidates.min { $0.1 < $1.1 }!.0
     }
 
     /// Packs W (units × inFeatures, row-major) once for `gatedLinear(…, packed:)`: masks whose blocks are
@@ -182,7 +188,24 @@ public final class SparseEngine: @unchecked Sendable {
             return SparseReport(strategy: .sharedRuns, cost: CostBreakdown(useful: useful, overhead: overhead),
                                 denseMACs: denseMACs, activePairs: pairs)
         }
-        if sharedPath == .weightRows || (sharedPath == .auto && prefersWeightRows(batch: batch, active: n, features: d)) {
+        let choice = sharedPath == .auto ? cheapestSharedPath(batch: batch, active: n, features: d) : sharedPath
+        if choice == .gemv {
+            // A few samples: each group of four active rows of W meets every sample while it is in L1.
+            let compact = layout == .compact
+            let multi = gemm.kernels.indexedGemvMulti
+            let body: (Range<Int>, Int) -> Void = { range, _ in
+                multi(range.count, d, w, d, units.baseAddress! + range.lowerBound, batch, x, d,
+                      compact ? out + range.lowerBound : out, compact ? n : h, !compact, bias, relu)
+            }
+            if workerCount > 1 && batch * n * d >= gemm.parallelThresholdMACs * 2 {
+                gemm.executor.parallelFor(n, grain: 64, body)
+            } else {
+                body(0..<n, 0)
+            }
+            return SparseReport(strategy: .sharedGemv, cost: CostBreakdown(useful: useful, overhead: overhead),
+                                denseMACs: denseMACs, activePairs: pairs)
+        }
+        if choice == .weightRows {
             // W's active rows read in place (no packing of W); x packed once, outputs transposed into place.
             let compact = layout == .compact
             gemm.gemmWeightRows(m: batch, n: n, k: d, a: .rowMajor(x, ld: d), w: w, ldw: d, wRows: units.baseAddress,

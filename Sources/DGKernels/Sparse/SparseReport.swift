@@ -15,6 +15,9 @@ public enum SparseStrategy: String, Sendable, Codable, CaseIterable {
     /// Shared mask, B ≥ 2: W's active rows read in place as the micro-kernel's broadcast side (no packing of W),
     /// activations packed once, outputs transposed into place; the cost model picks it over `sharedGather`.
     case sharedWeightRows
+    /// Shared mask, small batch: gathered-row gemv over a few samples at once (four weight rows against up to four
+    /// sample vectors), so W's active rows are read once for the whole batch; the cost model picks it.
+    case sharedGemv
     /// Shared mask, B = 1: matrix-vector products over contiguous runs of active weight rows.
     case sharedRuns
     /// Shared mask whose active units are whole NR-unit panels, with pre-packed weights: only those panels run.
@@ -29,7 +32,7 @@ public enum SparseStrategy: String, Sendable, Codable, CaseIterable {
 
 /// Shared-mask kernel request (batch ≥ 2); `.auto` asks the calibrated cost model.
 public enum SharedPathChoice: String, Sendable, Codable, CaseIterable {
-    case auto, packedGather, weightRows
+    case auto, packedGather, weightRows, gemv
 }
 
 /// Per-sample strategy request; `.auto` asks the calibrated cost model.

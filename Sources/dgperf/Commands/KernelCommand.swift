@@ -36,7 +36,7 @@ struct KernelCommand: ParsableCommand {
     @Option(help: "Timed repetitions per path.") var reps: Int = 15
     @Option(help: "Kernel ISA: auto, avx512 or avx2.") var isa: String = "auto"
     @Option(help: "Seed for weights, inputs and masks.") var seed: UInt64 = 1
-    @Flag(help: "Also time each forced per-sample strategy and both shared-mask kernels (weightRows, packedGather), not only auto.") var allStrategies = false
+    @Flag(help: "Also time each forced per-sample strategy and every shared-mask kernel (weightRows, packedGather, gemv), not only auto.") var allStrategies = false
     @Flag(help: "Print the cost model's predicted times under each auto row.") var predictions = false
     @Flag(help: "Pack weights once (dense baseline, sparse paths and MoE experts alike), as inference would.")
     var prepacked = false
@@ -149,7 +149,7 @@ struct KernelCommand: ParsableCommand {
                                     if allStrategies && b >= 2 {
                                         // Both shared-mask kernels forced (scattered layout), next to the cost model's choice above.
                                         defer { sparse.sharedPath = .auto }
-                                        for choice in [SharedPathChoice.weightRows, .packedGather] {
+                                        for choice in [SharedPathChoice.weightRows, .packedGather, .gemv] {
                                             sparse.sharedPath = choice
                                             var report: SparseReport? = nil
                                             let (dense, t) = try timePair(denseCall) { report = try sparse.gatedLinear(input: x, batch: b, inFeatures: d, weights: w, bias: bias, units: h, mask: mask, packed: packed, output: &out) }
