@@ -7,7 +7,8 @@ extension GemmEngine {
     /// C[i, j] = act(A[i, :]·W[lo + j, :] + bias[lo + j]) for j < width = min(NR/2, units − lo), on one half of
     /// one pre-packed NR-unit panel: the block of NR/2 units starting at `lo` (a multiple of NR/2) runs without
     /// being padded to NR columns or re-packed. Serial (callers parallelise over blocks). C column j is unit lo + j;
-    /// `epilogue.bias` is indexed by unit. Preconditions: `hasHalfPanelKernel`, m ≥ 1, lo < packed.n.
+    /// `epilogue.bias` is indexed by unit. Preconditions: `hasHalfPanelKernel`, m ≥ 1, lo < packed.n, A's rows
+    /// contiguous in k (a row map is fine).
     @discardableResult
     public func gemmHalfPanel(m: Int, a: MatrixOperand, packed: PackedWeights, firstUnit lo: Int,
                               c: OutputOperand, epilogue: Epilogue = .none) -> KernelCost {
@@ -25,11 +26,7 @@ extension GemmEngine {
         let rowPointers = UnsafeMutableRawPointer(tile + mr * half).assumingMemoryBound(to: UnsafePointer<Float>.self)
         let panel = UnsafePointer(packed.storage.pointer) + (lo / nr) * k * nr + lo % nr
         let shifted = epilogue.bias.map { $0 + lo }
-        let contiguousA = a.colStride == 1 && a.colIndex == nil
-        let aCopy = contiguousA ? nil : aBuffers[0].reserve(m * k)
-        if let aCopy {  // strided A (not used by the sparse paths): gather it once, contiguous
-            for i in 0..<m { for p in 0..<k { aCopy[i * k + p] = a.element(i, p) } }
-        }
+        precondition(a.colStride == 1 && a.colIndex == nil, "half-panel GEMM reads A's rows in place: they must be contiguous in k")
         for pc in stride(from: 0, to: k, by: kcStep) {
             let kc = min(kcStep, k - pc)
             let first = pc == 0, last = pc + kc == k
@@ -39,7 +36,7 @@ extension GemmEngine {
                 let rows = min(mr, m - ir)
                 for i in 0..<mr {
                     let r = ir + min(i, rows - 1)  // an edge strip repeats its last row
-                    rowPointers[i] = aCopy.map { UnsafePointer($0) + r * k + pc } ?? a.base + a.physicalRow(r) * a.rowStride + pc
+                    rowPointers[i] = a.base + a.physicalRow(r) * a.rowStride + pc
                 }
                 if width == half && c.isContiguous {
                     micro(kc, UnsafePointer(rowPointers), panel + pc * nr, c.address(ir, 0), c.rowStride, e.beta, e.bias, e.relu, rows)
