@@ -68,12 +68,28 @@ extension GemmEngine {
                                 // Last K block: the tile is in L1, transpose it into C with the epilogue.
                                 let i0 = p * nr, cols = min(nr, m - i0)
                                 if contiguous {
-                                    for i in 0..<cols {
-                                        let row = c.base + (i0 + i) * c.rowStride
+                                    // Bias and ReLU along the tile's rows (contiguous samples: vector code), then
+                                    // a plain transpose into C, six independent stores per sample.
+                                    for u in 0..<rows {
+                                        let t = tile + u * mPad, bv = biasTile[j0 + u]
+                                        if relu { for i in 0..<cols { t[i] = max(t[i] + bv, 0) } }
+                                        else if bv != 0 { for i in 0..<cols { t[i] += bv } }
+                                    }
+                                    @inline(__always) func column(_ u: Int) -> Int { columnMap.map { Int($0[j0 + u]) } ?? (j0 + u) }
+                                    let dst = c.base + i0 * c.rowStride, ldc = c.rowStride
+                                    if rows == 6 {
+                                        let c0 = column(0), c1 = column(1), c2 = column(2)
+                                        let c3 = column(3), c4 = column(4), c5 = column(5)
+                                        let t0 = tile, t1 = t0 + mPad, t2 = t1 + mPad, t3 = t2 + mPad, t4 = t3 + mPad, t5 = t4 + mPad
+                                        for i in 0..<cols {
+                                            let row = dst + i * ldc
+                                            row[c0] = t0[i]; row[c1] = t1[i]; row[c2] = t2[i]
+                                            row[c3] = t3[i]; row[c4] = t4[i]; row[c5] = t5[i]
+                                        }
+                                    } else {
                                         for u in 0..<rows {
-                                            var v = tile[u * mPad + i] + biasTile[j0 + u]
-                                            if relu && v < 0 { v = 0 }
-                                            row[columnMap.map { Int($0[j0 + u]) } ?? (j0 + u)] = v
+                                            let cu = column(u), t = tile + u * mPad
+                                            for i in 0..<cols { dst[i * ldc + cu] = t[i] }
                                         }
                                     }
                                 } else {
