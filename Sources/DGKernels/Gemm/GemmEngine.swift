@@ -220,15 +220,25 @@ public final class GemmEngine: @unchecked Sendable {
                     guard lo < hi else { return }
                     let mcMax = min(bp.mc, hi - lo)
                     let aPacked = self.aBuffers[t].reserve(kc * ((mcMax + mr - 1) / mr) * mr)
+                    let aInPlace = self.readsAInPlace(panels: nPanels, a: a)
                     for ic in stride(from: lo, to: hi, by: bp.mc) {
                         let mc = min(bp.mc, hi - ic)
-                        Pack.packA(a, i0: ic, mc: mc, p0: pc, kc: kc, mr: mr, into: aPacked)
+                        if !aInPlace { Pack.packA(a, i0: ic, mc: mc, p0: pc, kc: kc, mr: mr, into: aPacked) }
                         self.macroKernel(mc: mc, kc: kc, ic: ic, panels: panels, panelRange: 0..<nPanels,
-                                         aPacked: aPacked, c: c, epilogue: blockEpilogue, slot: t)
+                                         aPacked: aPacked, aInPlace: aInPlace ? (a, pc) : nil, c: c, epilogue: blockEpilogue, slot: t)
                     }
                 }
             }
         }
+    }
+
+    /// Whether a block over `panels` B panels broadcasts from A's rows in place instead of packing them. Each packed A
+    /// float serves one MR×NR tile per panel; with a few panels (a sparse selection, a per-sample group, a small
+    /// expert, the active rows of W) packing costs as much as those tiles. (With many panels packing is amortised
+    /// and in-place reads measured 0–5 % slower, so it stays.) Needs rows contiguous in k.
+    @inline(__always)
+    func readsAInPlace(panels: Int, a: MatrixOperand) -> Bool {
+        panels <= Self.inPlacePanelLimit && a.colStride == 1 && a.colIndex == nil
     }
 
     /// The five BLIS loops for the sub-matrix C[rows, cols] on one worker slot.
@@ -251,13 +261,14 @@ public final class GemmEngine: @unchecked Sendable {
                 let blockEpilogue = Epilogue(beta: first ? epilogue.beta : 1,
                                              bias: last ? epilogue.bias : nil, biasIndex: epilogue.biasIndex,
                                              relu: last && epilogue.relu)
+                let aInPlace = readsAInPlace(panels: nPanels, a: a)
                 for ic in stride(from: rows.lowerBound, to: m, by: bp.mc) {
                     let mc = min(bp.mc, m - ic)
-                    timedPack(slot: slot) { Pack.packA(a, i0: ic, mc: mc, p0: pc, kc: kc, mr: mr, into: aPacked) }
+                    if !aInPlace { timedPack(slot: slot) { Pack.packA(a, i0: ic, mc: mc, p0: pc, kc: kc, mr: mr, into: aPacked) } }
                     let panels = PanelSource(base: bPacked, panelStride: kc * nr, kOffset: 0, panelIndex: nil,
                                              firstColumn: jc, nr: nr, columnLimit: jc + nc)
                     macroKernel(mc: mc, kc: kc, ic: ic, panels: panels, panelRange: 0..<nPanels,
-                                aPacked: aPacked, c: c, epilogue: blockEpilogue, slot: slot)
+                                aPacked: aPacked, aInPlace: aInPlace ? (a, pc) : nil, c: c, epilogue: blockEpilogue, slot: slot)
                 }
             }
         }
@@ -294,6 +305,8 @@ public final class GemmEngine: @unchecked Sendable {
                     bias = UnsafePointer(biasTile)
                 }
             }
+            // (With A in place, taking each MR-row slice across all panels before moving on measured 5 % slower:
+            // the B panels then come from L2.)
             var ir = 0
             while ir < mc {
                 let rows = min(mr, mc - ir)
@@ -301,15 +314,39 @@ public final class GemmEngine: @unchecked Sendable {
                     micro(kc, ir, rows, bPanel, c.base + (ic + ir) * c.rowStride + col0, c.rowStride,
                           epilogue.beta, bias, epilogue.relu, rows)
                 } else {
-                    // Column edge or scattered tile: compute into scratch, then merge the valid part.
+                    // Column edge or scattered tile: compute into scratch, then merge the valid part (every KC
+                    // block of a narrow or gathered product comes through here, so the merge loop is kept tight).
                     micro(kc, ir, rows, bPanel, tile, nr, 0, nil, false, rows)
-                    for i in 0..<rows {
-                        for j in 0..<cols {
-                            storeScalar(c, ic + ir + i, col0 + j, tile[i * nr + j], epilogue)
-                        }
-                    }
+                    mergeTile(tile, ld: nr, rows: rows, cols: cols, row0: ic + ir, col0: col0, c: c,
+                              beta: epilogue.beta, bias: bias, relu: epilogue.relu)
                 }
                 ir += mr
+            }
+        }
+    }
+
+    /// C[row0 + i, col0 + j] = act(tile[i, j] + bias[j] + beta·C) through C's row/column maps, i < rows, j < cols;
+    /// `bias` is already this panel's (`bias[j]` belongs to column col0 + j). Same arithmetic as `storeScalar`.
+    @inline(__always)
+    func mergeTile(_ tile: UnsafePointer<Float>, ld: Int, rows: Int, cols: Int, row0: Int, col0: Int, c: OutputOperand,
+                   beta: Float, bias: UnsafePointer<Float>?, relu: Bool) {
+        @inline(__always) func value(_ acc: Float, _ j: Int, _ old: Float) -> Float {
+            var v = acc + (bias?[j] ?? 0)
+            if beta != 0 { v += beta * old }
+            if relu && v < 0 { v = 0 }
+            return v
+        }
+        for i in 0..<rows {
+            let dst = c.base + (c.rowIndex.map { Int($0[row0 + i]) } ?? (row0 + i)) * c.rowStride
+            let src = tile + i * ld
+            if let ci = c.colIndex {
+                for j in 0..<cols {
+                    let p = dst + Int(ci[col0 + j])
+                    p.pointee = value(src[j], j, beta != 0 ? p.pointee : 0)
+                }
+            } else {
+                let d = dst + col0
+                for j in 0..<cols { d[j] = value(src[j], j, beta != 0 ? d[j] : 0) }
             }
         }
     }
@@ -365,10 +402,7 @@ public final class GemmEngine: @unchecked Sendable {
         let splitN = selected * nr >= mTiles * mr
         workers = min(workers, splitN ? selected : mTiles)
         let panelIndex = panels?.baseAddress
-        // Each packed A float serves one MR×NR tile per selected panel. With a few panels (a sparse selection, a
-        // per-sample group, a small expert) packing costs as much as those tiles: broadcast from A's rows instead.
-        // (With many panels packing is amortised and in-place reads measured 0–5 % slower, so it stays.)
-        let aInPlace = selected <= Self.inPlacePanelLimit && a.colStride == 1 && a.colIndex == nil
+        let aInPlace = readsAInPlace(panels: selected, a: a)
         let body: (Range<Int>, Range<Int>, Int) -> Void = { rows, panelRange, slot in
             let kcStep = bp.balancedKC(for: k)
             let mcMax = min(bp.mc, rows.count), kcMax = min(kcStep, k)
