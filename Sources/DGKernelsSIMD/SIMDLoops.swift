@@ -85,7 +85,8 @@ public func gemvFourRows<V: SIMD>(
             a3 = a3.addingProduct(r3.loadUnaligned(fromByteOffset: j * 4, as: V.self), xv)
             j += width
         }
-        var s0 = a0.sum(), s1 = a1.sum(), s2 = a2.sum(), s3 = a3.sum()
+        let sums = sums4(a0, a1, a2, a3)  // one inline reduction, not four stdlib calls
+        var s0 = sums[0], s1 = sums[1], s2 = sums[2], s3 = sums[3]
         while j < k {
             let xv = x[j]
             s0 += p0[j] * xv; s1 += p1[j] * xv; s2 += p2[j] * xv; s3 += p3[j] * xv
