@@ -48,7 +48,7 @@ public func sgemmHalfPanelMicroKernelAVX512_6x16(
 ) {
     let rows6 = SixRowPointers(a)
     let at: (Int, Int) -> Float = { k, i in rows6.element(k, i) }
-    microKernel6x16(kc, at, b, 32, c, ldc, beta, bias, relu, rows)
+    microKernel6x16(kc, at, b, 32, c, ldc, beta, bias, relu, rows, twoChains: true)
 }
 
 /// Shared body of both 6×32 kernels; `a(k, i)` is A[i, k]. Inlined, so each caller gets its own addressing.

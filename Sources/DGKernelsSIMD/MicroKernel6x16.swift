@@ -26,7 +26,7 @@ public struct SixRowPointers {
 public func microKernel6x16(
     _ kc: Int, _ a: (Int, Int) -> Float, _ b: UnsafePointer<Float>, _ bStride: Int,
     _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ beta: Float,
-    _ bias: UnsafePointer<Float>?, _ relu: Bool, _ rows: Int
+    _ bias: UnsafePointer<Float>?, _ relu: Bool, _ rows: Int, twoChains: Bool = false
 ) {
     // One SIMD16 accumulator per row (two ymm after legalisation). Written per row so that each
     // broadcast dies right after its two FMAs: with two separate SIMD8 columns LLVM grouped the FMAs by
@@ -36,6 +36,24 @@ public func microKernel6x16(
     var r0 = W(), r1 = W(), r2 = W(), r3 = W(), r4 = W(), r5 = W()
     var bp = UnsafeRawPointer(b)
     var k = 0
+    if twoChains {
+        // One zmm per row is six FMA chains, fewer than the two FMA pipes × 4-cycle latency need: even and odd k
+        // accumulate separately (twelve chains) and meet at the end. Only for 32-register ISAs.
+        var s0 = W(), s1 = W(), s2 = W(), s3 = W(), s4 = W(), s5 = W()
+        let step = bStride &* 4
+        while k &+ 1 < kc {
+            let b0 = bp.loadUnaligned(as: W.self), b1 = bp.loadUnaligned(fromByteOffset: step, as: W.self)
+            let k1 = k &+ 1
+            r0 = r0.addingProduct(W(repeating: a(k, 0)), b0); s0 = s0.addingProduct(W(repeating: a(k1, 0)), b1)
+            if rows > 1 { r1 = r1.addingProduct(W(repeating: a(k, 1)), b0); s1 = s1.addingProduct(W(repeating: a(k1, 1)), b1) }
+            if rows > 2 { r2 = r2.addingProduct(W(repeating: a(k, 2)), b0); s2 = s2.addingProduct(W(repeating: a(k1, 2)), b1) }
+            if rows > 3 { r3 = r3.addingProduct(W(repeating: a(k, 3)), b0); s3 = s3.addingProduct(W(repeating: a(k1, 3)), b1) }
+            if rows > 4 { r4 = r4.addingProduct(W(repeating: a(k, 4)), b0); s4 = s4.addingProduct(W(repeating: a(k1, 4)), b1) }
+            if rows > 5 { r5 = r5.addingProduct(W(repeating: a(k, 5)), b0); s5 = s5.addingProduct(W(repeating: a(k1, 5)), b1) }
+            bp += 2 &* step; k &+= 2
+        }
+        r0 += s0; r1 += s1; r2 += s2; r3 += s3; r4 += s4; r5 += s5
+    }
     while k < kc {
         let bw = bp.loadUnaligned(as: W.self)
         r0 = r0.addingProduct(W(repeating: a(k, 0)), bw)
