@@ -4,7 +4,8 @@ import Glibc
 
 /// Linear time model of the two kernels every sparse strategy is made of, calibrated on this machine:
 /// - GEMM call: `gemmCall + paddedMACs·gemmMAC + packedFloats·gemmPack`, where padded MACs round m and n up
-///   to the register tile (the micro-kernel always runs full MR×NR tiles) and packed floats are (m + n)·k;
+///   to the register tile (the micro-kernel always runs full MR×NR tiles) and packed floats are n·k for B plus m·k
+///   for A unless the call reads A in place (≤ `GemmEngine.inPlacePanelLimit` B panels, or a half panel);
 /// - gemv call: `gemvCall + ⌊rows/4⌋·4·k·gemvMAC + (rows mod 4)·k·gemvRowMAC` (one matrix-vector product over
 ///   contiguous weight rows; the kernel runs rows in fours, leftovers one at a time — latency-bound, slower per MAC);
 /// - memory pass (zeroing/copying outputs): `bytes·passByte`;
@@ -56,7 +57,15 @@ public struct SparseCostModel: Sendable, Codable, Equatable {
         if m == 1 && panelWidth == nil { return gemvSeconds(rows: n, k: k) }
         let w = panelWidth ?? nr
         let padded = Double((m + mr - 1) / mr * mr) * Double((n + w - 1) / w * w) * Double(k)
-        return gemmCall + padded * gemmMAC + Double(((packedB ? 0 : n) + m) * k) * gemmPack
+        return gemmCall + padded * gemmMAC + Double(Self.packedFloats(m: m, n: n, k: k, nr: nr, packedB: packedB,
+                                                                      aInPlace: panelWidth != nil)) * gemmPack
+    }
+
+    /// Floats a GEMM call packs: B's n·k unless pre-packed, A's m·k unless A is read in place (as `GemmEngine` does
+    /// for blocks over ≤ `inPlacePanelLimit` B panels; the half-panel kernel always does).
+    static func packedFloats(m: Int, n: Int, k: Int, nr: Int, packedB: Bool, aInPlace: Bool = false) -> Int {
+        let inPlace = aInPlace || (n + nr - 1) / nr <= GemmEngine.inPlacePanelLimit
+        return ((packedB ? 0 : n) + (inPlace ? 0 : m)) * k
     }
 
     /// Seconds for one serial `GemmEngine.gemmWeightRows` call (m samples, n weight rows, depth k).
@@ -67,11 +76,17 @@ public struct SparseCostModel: Sendable, Codable, Equatable {
     }
 
     /// Seconds for one serial multi-sample gathered gemv (`indexedGemvMulti`): m samples, n weight rows, depth k.
-    /// Not a candidate for one sample (the batch-1 kernels serve that) or when uncalibrated.
+    /// Not a candidate for one sample (the batch-1 kernels serve that), beyond `multiGemvMaxBatch` samples, or when
+    /// uncalibrated.
     public func multiGemvSeconds(m: Int, n: Int, k: Int) -> Double {
-        guard m >= 2 && n > 0 && k > 0 && multiMAC > 0 else { return .infinity }
+        guard m >= 2 && m <= Self.multiGemvMaxBatch && n > 0 && k > 0 && multiMAC > 0 else { return .infinity }
         return multiCall + Double(n * k) * multiRowFloat + Double(m * n * k) * multiMAC
     }
+
+    /// The multi-sample gemv is calibrated on 2 … 16 samples, whose rows stay in L1/L2 while W streams. Past that
+    /// every four-row group re-reads all the samples' rows and the linear model stops holding: extrapolated to
+    /// B = 256 it predicted 107 µs where the kernel took 178 µs (weight rows: 118 µs), and `auto` picked it.
+    public static let multiGemvMaxBatch = 16
 
     public func gemvSeconds(rows: Int, k: Int) -> Double {
         guard rows > 0 && k > 0 else { return 0 }
@@ -82,7 +97,7 @@ public struct SparseCostModel: Sendable, Codable, Equatable {
 
     /// Identifies the machine and configuration a calibration is valid for.
     public static func fingerprint(kernels: KernelSet, workers: Int, cpu: CPUFeatures = .current) -> String {
-        "\(cpu.vendor) \(cpu.brand) family \(cpu.family) model \(cpu.model) | \(kernels.name) | \(kernels.blocking) | workers \(workers) | model v7"
+        "\(cpu.vendor) \(cpu.brand) family \(cpu.family) model \(cpu.model) | \(kernels.name) | \(kernels.blocking) | workers \(workers) | model v8"
     }
 
     /// Cached model for this fingerprint, or a fresh calibration (then cached; cache errors are ignored).
@@ -134,7 +149,7 @@ public struct SparseCostModel: Sendable, Codable, Equatable {
                         }
                         let padded = Double((m + kernels.mr - 1) / kernels.mr * kernels.mr)
                             * Double((n + kernels.nr - 1) / kernels.nr * kernels.nr) * Double(kk)
-                        gemmRows.append(([1, padded, Double((m + n) * kk)], t))
+                        gemmRows.append(([1, padded, Double(packedFloats(m: m, n: n, k: kk, nr: kernels.nr, packedB: false))], t))
                     }
                     // Weight-rows GEMMs over scattered rows of W (a shared unit mask), batch 8 … 96.
                     let unitIds = (0..<rowsW).map { Int32($0) }.filter { $0 % 3 == 0 }
