@@ -79,7 +79,7 @@ final class SparseTests: XCTestCase {
         }
         var rng = SplitMix64(seed: 2024)
         var checked = [String: Int]()
-        var sawGroupedUnitMajor = false
+        var sawGroupedUnitMajor = false, sawBatchOneShared = false
         for caseIndex in 0..<600 {
             let engine = engines[caseIndex % engines.count]
             let batch = batches[caseIndex % batches.count]
@@ -210,6 +210,11 @@ final class SparseTests: XCTestCase {
                     let wide = groupedPairs(bits, batch: batch, blocks: blocks, g: g, h: h, blocksPerGroup: max(1, nr / g))
                     XCTAssertTrue([exact * d, wide * d].contains(r.cost.total.macs), "\(tag): unit-major MACs \(r.cost.total.macs)")
                     if r.cost.total.macs != exact * d { sawGroupedUnitMajor = true }
+                case .sharedRuns, .sharedPanels, .sharedGather, .dense:
+                    // One sample's mask is a shared mask: `.auto` takes the shared paths at batch 1.
+                    XCTAssertTrue(strategy == .auto && batch == 1, "\(tag): \(strategy) ran the shared path \(r.strategy)")
+                    XCTAssertEqual(r.cost.wasted.macs, 0, tag)
+                    sawBatchOneShared = true
                 default: XCTFail("unexpected strategy \(r.strategy)")
                 }
                 if strategy != .auto { XCTAssertEqual(r.strategy.rawValue, strategy.rawValue, tag) }
@@ -239,6 +244,7 @@ final class SparseTests: XCTestCase {
         for (path, count) in checked where path != "shared-panels" { XCTAssertGreaterThanOrEqual(count, 500, path) }
         XCTAssertGreaterThanOrEqual(checked["shared-panels"] ?? 0, 50, "the pre-packed panel path was rarely exercised")
         XCTAssertTrue(sawGroupedUnitMajor, "the grouped unit-major path was never exercised")
+        XCTAssertTrue(sawBatchOneShared, "a batch-1 per-sample mask never took the shared path")
     }
 
     /// The multi-sample gathered gemv on its own: k around the vector width and layer-sized, sample counts around

@@ -102,6 +102,20 @@ public final class SparseEngine: @unchecked Sendable {
                              layout: layout, packed: packed, out: output, denseMACs: denseMACs)
             }
         case .perSample:
+            if batch == 1 && strategy == .auto {
+                // One sample's mask is a shared mask: its paths (runs over contiguous rows, whole pre-packed panels)
+                // beat the per-sample strategies' batch-1 forms (row gemv per run), by up to 1.6× at G = 64.
+                var units: [Int32] = []
+                mask.bits.withUnsafeBufferPointer { row in
+                    forEachRun(row.baseAddress!, blocks: mask.blockCount, granularity: mask.granularity, units: h) { s, len in
+                        for u in s..<(s + len) { units.append(Int32(u)) }
+                    }
+                }
+                return units.withUnsafeBufferPointer { u in
+                    sharedLayer1(x: x, batch: 1, d: d, w: w, bias: bias, h: h, units: u, relu: relu,
+                                 layout: layout, packed: packed, out: output, denseMACs: denseMACs)
+                }
+            }
             return perSampleLayer1(x: x, batch: batch, d: d, w: w, bias: bias, h: h, mask: mask, relu: relu,
                                    strategy: strategy, packed: packed, out: output)
         }
