@@ -247,6 +247,42 @@ final class SparseTests: XCTestCase {
         XCTAssertTrue(sawBatchOneShared, "a batch-1 per-sample mask never took the shared path")
     }
 
+    /// The per-sample mask statistics the cost model reads (counted 16 bytes at a time, flushed every 255 rows) against
+    /// plain loops: widths around 16, more than 255 rows, more than 255 × 16 blocks, all on, all off, random.
+    func testMaskStatsMatchPlainCounts() throws {
+        var rng = SplitMix64(seed: 99)
+        // density −1: alternating on/off blocks (a run start in every other block: the most starts per counter lane).
+        for (batch, units, g, density) in [(1, 1, 1, 0.5), (3, 17, 1, 0.5), (300, 33, 1, 0.3), (2, 4100, 1, 0.9), (257, 512, 16, 0.2),
+                                          (5, 100, 7, 1.0), (4, 64, 1, 0.0), (256, 2048, 1, 0.1), (17, 47, 4, 0.6),
+                                          (600, 40, 1, 1.0), (2, 8200, 1, -1)] {
+            let blocks = (units + g - 1) / g
+            let bits = (0..<(batch * blocks)).map { i in
+                density < 0 ? UInt8((i % blocks) % 2) : UInt8(Double(rng.nextFloat()) < density ? 1 : 0)
+            }
+            let mask = try GateMask.perSample(bits: bits, batch: batch, granularity: g, units: units)
+            for wide in [1, 2, 32] {
+                let stats = MaskStats(mask, wideBlocksPerGroup: wide)
+                var users = [Int](repeating: 0, count: blocks), wideUsers = [Int](repeating: 0, count: (blocks + wide - 1) / wide)
+                var runs = 0, pairs = 0
+                for b in 0..<batch {
+                    for j in 0..<blocks where bits[b * blocks + j] != 0 {
+                        users[j] += 1
+                        pairs += min((j + 1) * g, units) - j * g
+                        if j == 0 || bits[b * blocks + j - 1] == 0 { runs += 1 }
+                    }
+                    for gi in 0..<wideUsers.count where (gi * wide..<min((gi + 1) * wide, blocks)).contains(where: { bits[b * blocks + $0] != 0 }) {
+                        wideUsers[gi] += 1
+                    }
+                }
+                let tag = "batch \(batch) units \(units) G \(g) density \(density) wide \(wide)"
+                XCTAssertEqual(stats.blockUsers, users, tag)
+                XCTAssertEqual(stats.wideUsers, wideUsers, tag)
+                XCTAssertEqual(stats.runs, runs, tag)
+                XCTAssertEqual(stats.activePairs, pairs, tag)
+            }
+        }
+    }
+
     /// The multi-sample gathered gemv on its own: k around the vector width and layer-sized, sample counts around
     /// the register tile (4 on AVX-512, 2 on AVX2), row groups with a partial last group, compact and scattered.
     func testMultiSampleGemvMatchesFloat64Reference() throws {
