@@ -379,6 +379,20 @@ public final class GemmEngine: @unchecked Sendable {
         return packed
     }
 
+    /// Packs the listed rows of W (`rows[j]` is panel column j) into `into` (reshaped to rows.count × k): a shared
+    /// mask's active rows, packed once per call so the pre-packed paths (in-place A, half panels) can run on them.
+    public func packWeightRows(_ w: UnsafePointer<Float>, rows: UnsafeBufferPointer<Int32>, k: Int, ldw: Int,
+                               into packed: PackedWeights) {
+        precondition(packed.nr == kernels.nr && !rows.isEmpty && k >= 1, "packWeightRows: bad shape")
+        packed.reshape(n: rows.count, k: k)
+        let b = MatrixOperand(base: w, rowStride: 1, colStride: ldw, colIndex: rows.baseAddress)
+        Pack.packB(b, j0: 0, nc: rows.count, p0: 0, kc: k, nr: kernels.nr, panelRange: 0..<packed.panelCount,
+                   into: packed.storage.pointer)
+    }
+
+    /// Empty scratch for `packWeightRows`.
+    public func makePackedScratch() -> PackedWeights { PackedWeights(n: 0, k: 0, nr: kernels.nr) }
+
     /// C = A·Wᵀ on pre-packed weights, optionally only for the selected NR-unit panels (`panels`,
     /// physical panel ids): a block mask whose blocks are whole panels skips packing entirely.
     /// C's columns are W's physical rows (units); `c.colIndex` may remap them (indexed by unit), and
@@ -491,8 +505,8 @@ struct PanelSource {
 
 /// Layer weights packed once into NR-unit panels, each the whole K deep (k-major, zero-padded).
 public final class PackedWeights: @unchecked Sendable {
-    public let n: Int
-    public let k: Int
+    public private(set) var n: Int
+    public private(set) var k: Int
     public let nr: Int
     public var panelCount: Int { (n + nr - 1) / nr }
     let storage: AlignedBuffer
@@ -500,5 +514,11 @@ public final class PackedWeights: @unchecked Sendable {
     init(n: Int, k: Int, nr: Int) {
         self.n = n; self.k = k; self.nr = nr
         storage = AlignedBuffer(capacity: ((n + nr - 1) / nr) * nr * k)
+    }
+
+    /// Re-targets this buffer to n × k (scratch reused call after call; contents are not kept).
+    func reshape(n: Int, k: Int) {
+        self.n = n; self.k = k
+        _ = storage.reserve(((n + nr - 1) / nr) * nr * k)
     }
 }

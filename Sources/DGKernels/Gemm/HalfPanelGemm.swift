@@ -6,7 +6,7 @@ extension GemmEngine {
 
     /// C[i, j] = act(A[i, :]·W[lo + j, :] + bias[lo + j]) for j < width = min(NR/2, units − lo), on one half of
     /// one pre-packed NR-unit panel: the block of NR/2 units starting at `lo` (a multiple of NR/2) runs without
-    /// being padded to NR columns or re-packed. Serial (callers parallelise over blocks). C column j is unit lo + j;
+    /// being padded to NR columns or re-packed. `epilogue.biasIndex` maps unit → bias entry (gathered weight rows). Serial (callers parallelise over blocks). C column j is unit lo + j;
     /// `epilogue.bias` is indexed by unit. Preconditions: `hasHalfPanelKernel`, m ≥ 1, lo < packed.n, A's rows
     /// contiguous in k (a row map is fine).
     @discardableResult
@@ -21,11 +21,21 @@ extension GemmEngine {
         // K blocks keep a B panel in L1 while many row strips reuse it; a group of ≤ 2 strips reuses it at most
         // twice, so it runs all of K in one call (one epilogue, no C re-reads, a quarter of the calls).
         let kcStep = m <= 2 * mr ? k : kernels.blocking.balancedKC(for: k)
-        let tile = tileBuffers[0].reserve(mr * half + 2 * mr)
+        let tile = tileBuffers[0].reserve(mr * half + 2 * mr + half)
         // A is read in place (MR row pointers into the gathered rows): a narrow block amortises no packing.
         let rowPointers = UnsafeMutableRawPointer(tile + mr * half).assumingMemoryBound(to: UnsafePointer<Float>.self)
         let panel = UnsafePointer(packed.storage.pointer) + (lo / nr) * k * nr + lo % nr
-        let shifted = epilogue.bias.map { $0 + lo }
+        // This block's bias, contiguous: a slice, or gathered through `biasIndex` (zero past the last unit).
+        var shifted: UnsafePointer<Float>? = nil
+        if let b = epilogue.bias {
+            if let bi = epilogue.biasIndex {
+                let gathered = tile + mr * half + 2 * mr
+                for j in 0..<half { gathered[j] = j < width ? b[Int(bi[lo + j])] : 0 }
+                shifted = UnsafePointer(gathered)
+            } else {
+                shifted = b + lo
+            }
+        }
         precondition(a.colStride == 1 && a.colIndex == nil, "half-panel GEMM reads A's rows in place: they must be contiguous in k")
         for pc in stride(from: 0, to: k, by: kcStep) {
             let kc = min(kcStep, k - pc)

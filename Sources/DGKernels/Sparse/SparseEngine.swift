@@ -15,6 +15,8 @@ public final class SparseEngine: @unchecked Sendable {
     /// One compact output tile per worker slot (unit-major groups compute here, then scatter rows).
     let slotScratch: [AlignedBuffer]
     let scratch = AlignedBuffer()
+    /// The active rows of W packed by the packed-gather path (reused call after call).
+    let gatherScratch: PackedWeights
     let maskedInput = AlignedBuffer()
     private var model: SparseCostModel?
     /// Where the calibrated cost model is cached (nil: no caching).
@@ -29,6 +31,7 @@ public final class SparseEngine: @unchecked Sendable {
         self.gemm = gemm
         slotEngines = (0..<gemm.workerCount).map { _ in GemmEngine(kernels: gemm.kernels, executor: SerialExecutor()) }
         slotScratch = (0..<gemm.workerCount).map { _ in AlignedBuffer() }
+        gatherScratch = gemm.makePackedScratch()
         model = costModel
         self.costModelCache = costModelCache
     }
@@ -53,10 +56,28 @@ public final class SparseEngine: @unchecked Sendable {
     /// rows of W per call (∝ active·D, amortised over many rows: large batches); weight rows read W in place but pay
     /// padded sample panels and a transposed store (medium batches, low r); the multi-sample gemv reads W once at
     /// dot-product speed (a few samples).
+    /// How the packed gather runs n active units: whole NR panels, plus a half-width last panel when ≤ NR/2 units
+    /// remain and the ISA has the half-panel kernel (otherwise the remainder is a padded whole panel).
+    func gatherPanels(active n: Int) -> (fullPanels: Int, halfTail: Bool) {
+        let nr = gemm.kernels.nr, rem = n % nr
+        let half = rem > 0 && rem <= nr / 2 && gemm.hasHalfPanelKernel
+        return (n / nr + (rem > 0 && !half ? 1 : 0), half)
+    }
+
+    /// Predicted seconds of the packed gather: packing the active rows, then the panels it runs.
+    func predictGather(_ model: SparseCostModel, batch: Int, active n: Int, features d: Int) -> Double {
+        let nr = gemm.kernels.nr
+        let (full, half) = gatherPanels(active: n)
+        guard half else { return model.gemmSeconds(m: batch, n: n, k: d) }
+        let lead = full * nr
+        return (lead > 0 ? model.gemmSeconds(m: batch, n: lead, k: d) : 0)
+            + model.gemmSeconds(m: batch, n: n - lead, k: d, panelWidth: nr / 2)
+    }
+
     func cheapestSharedPath(batch: Int, active: Int, features: Int) -> SharedPathChoice {
         let model = costModel
         let candidates: [(SharedPathChoice, Double)] = [
-            (.packedGather, model.gemmSeconds(m: batch, n: active, k: features)),
+            (.packedGather, predictGather(model, batch: batch, active: active, features: features)),
             (.weightRows, model.weightRowsSeconds(m: batch, n: active, k: features)),
             (.gemv, model.multiGemvSeconds(m: batch, n: active, k: features)),
         ]
@@ -230,18 +251,38 @@ public final class SparseEngine: @unchecked Sendable {
             return SparseReport(strategy: .sharedWeightRows, cost: CostBreakdown(useful: useful, overhead: overhead),
                                 denseMACs: denseMACs, activePairs: pairs)
         }
-        // One GEMM: B operand = Wᵀ with a column map over the active rows of W (packing touches only those):
-        // re-packing r·H·D floats per call pays off at large batches, where each packed float serves many rows.
-        let bOp = MatrixOperand(base: w, rowStride: 1, colStride: d, colIndex: units.baseAddress)
-        let epilogue = Epilogue(bias: bias, biasIndex: units.baseAddress, relu: relu)
-        if layout == .compact {
-            gemm.gemm(m: batch, n: n, k: d, a: .rowMajor(x, ld: d), b: bOp,
-                      c: OutputOperand(base: out, rowStride: n), epilogue: epilogue)
-        } else {
-            // Compact into scratch (full micro-tiles, vector stores), then copy the runs into place.
-            let tmp = scratch.reserve(batch * n)
-            gemm.gemm(m: batch, n: n, k: d, a: .rowMajor(x, ld: d), b: bOp,
-                      c: OutputOperand(base: tmp, rowStride: n), epilogue: epilogue)
+        // Packed gather: one GEMM on Wᵀ through a column map over the active rows (its blocked loop packs only those,
+        // KC × NR at a time while they are in L1: cost ∝ r, paying off at large batches where each packed float serves
+        // many rows; x is read in place when the panels are few). With a half-panel kernel (AVX-512) a last group of
+        // ≤ NR/2 units is packed on its own and runs on half width: 48 active units cost 48 columns, not 64.
+        let dst = layout == .compact ? out : scratch.reserve(batch * n)
+        let (fullPanels, halfTail) = gatherPanels(active: n)
+        let lead = halfTail ? fullPanels * nr : n  // units the blocked GEMM covers
+        if lead > 0 {
+            gemm.gemm(m: batch, n: lead, k: d, a: .rowMajor(x, ld: d),
+                      b: MatrixOperand(base: w, rowStride: 1, colStride: d, colIndex: units.baseAddress),
+                      c: OutputOperand(base: dst, rowStride: n), epilogue: Epilogue(bias: bias, biasIndex: units.baseAddress, relu: relu))
+        }
+        if halfTail {
+            let tailUnits = UnsafeBufferPointer(rebasing: units[lead...])
+            let packedTail = gatherScratch
+            gemm.packWeightRows(w, rows: tailUnits, k: d, ldw: d, into: packedTail)
+            let epilogue = Epilogue(bias: bias, biasIndex: tailUnits.baseAddress, relu: relu)
+            // Serial kernel: split the samples over the workers.
+            let body: (Range<Int>, Int) -> Void = { range, slot in
+                let engine = self.workerCount > 1 ? self.slotEngines[slot] : self.gemm
+                engine.gemmHalfPanel(m: range.count, a: .rowMajor(x + range.lowerBound * d, ld: d), packed: packedTail, firstUnit: 0,
+                                     c: OutputOperand(base: dst + range.lowerBound * n + lead, rowStride: n), epilogue: epilogue)
+            }
+            if workerCount > 1 && batch * (n - lead) * d >= gemm.parallelThresholdMACs {
+                gemm.executor.parallelFor(batch, grain: max(gemm.kernels.mr, batch / workerCount), body)
+            } else {
+                body(0..<batch, 0)
+            }
+        }
+        if layout == .scattered {
+            // Compact tiles (full micro-tiles, vector stores), then the runs copied into place.
+            let tmp = UnsafePointer(dst)
             if runs.count * 4 > n {
                 // Short runs (unit masks): element scatter beats a copy call per run.
                 for b in 0..<batch {
