@@ -83,6 +83,14 @@ public struct SparseCostModel: Sendable, Codable, Equatable {
         return multiCall + Double(n * k) * multiRowFloat + Double(m * n * k) * multiMAC
     }
 
+    /// The multi-sample gemv as a few leftover rows of a large-batch packed gather: the calibrated linear model scaled
+    /// by 1.7, the ratio measured where it was extrapolated to B = 256 (178 µs against 107 µs predicted).
+    public func multiGemvTailSeconds(m: Int, n: Int, k: Int) -> Double {
+        guard m >= 1 && n > 0 && k > 0 && multiMAC > 0 else { return .infinity }
+        let rows = (n + 3) / 4 * 4  // four-row groups; an edge group repeats its last row
+        return multiCall + Double(n * k) * multiRowFloat + 1.7 * Double(m * rows * k) * multiMAC
+    }
+
     /// The multi-sample gemv is calibrated on 2 … 16 samples, whose rows stay in L1/L2 while W streams. Past that
     /// every four-row group re-reads all the samples' rows and the linear model stops holding: extrapolated to
     /// B = 256 it predicted 107 µs where the kernel took 178 µs (weight rows: 118 µs), and `auto` picked it.

@@ -56,22 +56,35 @@ public final class SparseEngine: @unchecked Sendable {
     /// rows of W per call (∝ active·D, amortised over many rows: large batches); weight rows read W in place but pay
     /// padded sample panels and a transposed store (medium batches, low r); the multi-sample gemv reads W once at
     /// dot-product speed (a few samples).
-    /// How the packed gather runs n active units: whole NR panels, plus a half-width last panel when ≤ NR/2 units
-    /// remain and the ISA has the half-panel kernel (otherwise the remainder is a padded whole panel).
-    func gatherPanels(active n: Int) -> (fullPanels: Int, halfTail: Bool) {
-        let nr = gemm.kernels.nr, rem = n % nr
-        let half = rem > 0 && rem <= nr / 2 && gemm.hasHalfPanelKernel
-        return (n / nr + (rem > 0 && !half ? 1 : 0), half)
+    /// How the packed gather splits n active units: `lead` units through the blocked GEMM (whole NR panels; the last
+    /// one padded when nothing better applies), then with the AVX-512 half-panel kernel up to NR/2 units on half width
+    /// (`half`) and ≤ 8 leftover units through the multi-sample gemv (`gemvRows`): padding 3 leftover units to a
+    /// 32-wide panel costs 29 columns of multiply-adds, the gemv streams x once for them instead.
+    struct GatherPlan: Equatable { var lead: Int; var half = 0; var gemvRows = 0 }
+
+    func gatherPlan(active n: Int) -> GatherPlan {
+        let nr = gemm.kernels.nr, rem = n % nr, base = n - rem
+        guard gemm.hasHalfPanelKernel, rem > 0 else { return GatherPlan(lead: n) }
+        let half = nr / 2
+        switch rem {
+        case ...Self.gatherGemvRows: return GatherPlan(lead: base, gemvRows: rem)
+        case ...half: return GatherPlan(lead: base, half: rem)
+        case ...(half + Self.gatherGemvRows): return GatherPlan(lead: base, half: half, gemvRows: rem - half)
+        default: return GatherPlan(lead: n)
+        }
     }
 
-    /// Predicted seconds of the packed gather: packing the active rows, then the panels it runs.
+    /// Leftover units the packed gather sends through the multi-sample gemv rather than a padded panel: at B = 256 the
+    /// gemv ran ~57 GMAC/s against ~110 for the half-panel kernel, so up to 8 rows of it cost less than 16 columns.
+    static let gatherGemvRows = 8
+
+    /// Predicted seconds of the packed gather: its blocked GEMM, half panel and gemv parts.
     func predictGather(_ model: SparseCostModel, batch: Int, active n: Int, features d: Int) -> Double {
-        let nr = gemm.kernels.nr
-        let (full, half) = gatherPanels(active: n)
-        guard half else { return model.gemmSeconds(m: batch, n: n, k: d) }
-        let lead = full * nr
-        return (lead > 0 ? model.gemmSeconds(m: batch, n: lead, k: d) : 0)
-            + model.gemmSeconds(m: batch, n: n - lead, k: d, panelWidth: nr / 2)
+        let plan = gatherPlan(active: n)
+        var t = plan.lead > 0 ? model.gemmSeconds(m: batch, n: plan.lead, k: d) : 0
+        if plan.half > 0 { t += model.gemmSeconds(m: batch, n: plan.half, k: d, panelWidth: gemm.kernels.nr / 2) }
+        if plan.gemvRows > 0 { t += model.multiGemvTailSeconds(m: batch, n: plan.gemvRows, k: d) }
+        return t
     }
 
     func cheapestSharedPath(batch: Int, active: Int, features: Int) -> SharedPathChoice {
@@ -256,28 +269,39 @@ public final class SparseEngine: @unchecked Sendable {
         // many rows; x is read in place when the panels are few). With a half-panel kernel (AVX-512) a last group of
         // ≤ NR/2 units is packed on its own and runs on half width: 48 active units cost 48 columns, not 64.
         let dst = layout == .compact ? out : scratch.reserve(batch * n)
-        let (fullPanels, halfTail) = gatherPanels(active: n)
-        let lead = halfTail ? fullPanels * nr : n  // units the blocked GEMM covers
-        if lead > 0 {
-            gemm.gemm(m: batch, n: lead, k: d, a: .rowMajor(x, ld: d),
+        let plan = gatherPlan(active: n)
+        if plan.lead > 0 {
+            gemm.gemm(m: batch, n: plan.lead, k: d, a: .rowMajor(x, ld: d),
                       b: MatrixOperand(base: w, rowStride: 1, colStride: d, colIndex: units.baseAddress),
                       c: OutputOperand(base: dst, rowStride: n), epilogue: Epilogue(bias: bias, biasIndex: units.baseAddress, relu: relu))
         }
-        if halfTail {
-            let tailUnits = UnsafeBufferPointer(rebasing: units[lead...])
+        // The serial tail kernels split the samples over the workers.
+        func overSamples(macs: Int, _ body: @escaping (Range<Int>, GemmEngine) -> Void) {
+            if workerCount > 1 && macs >= gemm.parallelThresholdMACs {
+                gemm.executor.parallelFor(batch, grain: max(gemm.kernels.mr, batch / workerCount)) { range, slot in
+                    body(range, self.slotEngines[slot])
+                }
+            } else {
+                body(0..<batch, gemm)
+            }
+        }
+        if plan.half > 0 {
+            let tailUnits = UnsafeBufferPointer(rebasing: units[plan.lead..<(plan.lead + plan.half)])
             let packedTail = gatherScratch
             gemm.packWeightRows(w, rows: tailUnits, k: d, ldw: d, into: packedTail)
             let epilogue = Epilogue(bias: bias, biasIndex: tailUnits.baseAddress, relu: relu)
-            // Serial kernel: split the samples over the workers.
-            let body: (Range<Int>, Int) -> Void = { range, slot in
-                let engine = self.workerCount > 1 ? self.slotEngines[slot] : self.gemm
+            let col = plan.lead
+            overSamples(macs: batch * plan.half * d) { range, engine in
                 engine.gemmHalfPanel(m: range.count, a: .rowMajor(x + range.lowerBound * d, ld: d), packed: packedTail, firstUnit: 0,
-                                     c: OutputOperand(base: dst + range.lowerBound * n + lead, rowStride: n), epilogue: epilogue)
+                                     c: OutputOperand(base: dst + range.lowerBound * n + col, rowStride: n), epilogue: epilogue)
             }
-            if workerCount > 1 && batch * (n - lead) * d >= gemm.parallelThresholdMACs {
-                gemm.executor.parallelFor(batch, grain: max(gemm.kernels.mr, batch / workerCount), body)
-            } else {
-                body(0..<batch, 0)
+        }
+        if plan.gemvRows > 0 {
+            let col = plan.lead + plan.half, rows = units.baseAddress! + col, count = plan.gemvRows
+            let multi = gemm.kernels.indexedGemvMulti
+            overSamples(macs: batch * count * d) { range, _ in
+                multi(count, d, w, d, rows, range.count, x + range.lowerBound * d, d, dst + range.lowerBound * n + col, n,
+                      false, bias, relu)
             }
         }
         if layout == .scattered {
