@@ -52,7 +52,7 @@ extension GemmEngine {
                     micro(kc, UnsafePointer(rowPointers), panel + pc * nr, c.address(ir, 0), c.rowStride, e.beta, e.bias, e.relu, rows)
                 } else {
                     micro(kc, UnsafePointer(rowPointers), panel + pc * nr, tile, half, 0, nil, false, mr)
-                    for i in 0..<rows { for j in 0..<width { storeScalar(c, ir + i, j, tile[i * half + j], e) } }
+                    mergeTile(tile, ld: half, rows: rows, cols: width, row0: ir, col0: 0, c: c, beta: e.beta, bias: e.bias, relu: e.relu)
                 }
                 ir += mr
             }

@@ -15,7 +15,7 @@ public final class SparseEngine: @unchecked Sendable {
     /// One compact output tile per worker slot (unit-major groups compute here, then scatter rows).
     let slotScratch: [AlignedBuffer]
     let scratch = AlignedBuffer()
-    /// The active rows of W packed by the packed-gather path (reused call after call).
+    /// The packed gather's half-panel group of active rows, packed here call after call (`packWeightRows`).
     let gatherScratch: PackedWeights
     let maskedInput = AlignedBuffer()
     private var model: SparseCostModel?
@@ -52,10 +52,6 @@ public final class SparseEngine: @unchecked Sendable {
     /// Which kernel a shared mask at batch ≥ 2 runs on (`.auto`: the cost model's cheaper prediction).
     public var sharedPath: SharedPathChoice = .auto
 
-    /// The shared-mask kernel (batch ≥ 2) the cost model predicts fastest: the gathered-pack GEMM re-packs the active
-    /// rows of W per call (∝ active·D, amortised over many rows: large batches); weight rows read W in place but pay
-    /// padded sample panels and a transposed store (medium batches, low r); the multi-sample gemv reads W once at
-    /// dot-product speed (a few samples).
     /// How the packed gather splits n active units: `lead` units through the blocked GEMM (whole NR panels; the last
     /// one padded when nothing better applies), then with the AVX-512 half-panel kernel up to NR/2 units on half width
     /// (`half`) and ≤ 8 leftover units through the multi-sample gemv (`gemvRows`): padding 3 leftover units to a
@@ -87,6 +83,10 @@ public final class SparseEngine: @unchecked Sendable {
         return t
     }
 
+    /// The shared-mask kernel (batch ≥ 2) the cost model predicts fastest: the gathered-pack GEMM re-packs the active
+    /// rows of W per call (∝ active·D, amortised over many rows: large batches); weight rows read W in place but pay
+    /// padded sample panels and a transposed store (medium batches, low r); the multi-sample gemv reads W once at
+    /// dot-product speed (a few samples).
     func cheapestSharedPath(batch: Int, active: Int, features: Int) -> SharedPathChoice {
         let model = costModel
         let candidates: [(SharedPathChoice, Double)] = [
