@@ -247,6 +247,28 @@ final class SparseTests: XCTestCase {
         XCTAssertTrue(sawBatchOneShared, "a batch-1 per-sample mask never took the shared path")
     }
 
+    /// The packed gather's split of n active units: whole panels, a half panel (AVX-512 only) and ≤ 8 gemv rows, so
+    /// the blocked GEMM never pads more than it must; every unit is covered exactly once.
+    func testGatherPlanCoversEveryUnitOnce() throws {
+        for isa in KernelSet.available().map(\.isa) {
+            let engine = try makeSparse(threads: 1, isa: isa == .avx512 ? .avx512 : .avx2)
+            let nr = engine.gemm.kernels.nr
+            for n in 1...200 {
+                let plan = engine.gatherPlan(active: n)
+                XCTAssertEqual(plan.lead + plan.half + plan.gemvRows, n, "\(isa) n \(n)")
+                XCTAssertTrue(plan.half == 0 || (plan.lead % nr == 0 && plan.half <= nr / 2), "\(isa) n \(n): \(plan)")
+                XCTAssertTrue(plan.gemvRows <= SparseEngine.gatherGemvRows, "\(isa) n \(n): \(plan)")
+                if !engine.gemm.hasHalfPanelKernel { XCTAssertEqual(plan, .init(lead: n), "\(isa) n \(n)") }
+            }
+            if engine.gemm.hasHalfPanelKernel {
+                XCTAssertEqual(engine.gatherPlan(active: 51), .init(lead: 32, half: 16, gemvRows: 3))
+                XCTAssertEqual(engine.gatherPlan(active: 48), .init(lead: 32, half: 16))
+                XCTAssertEqual(engine.gatherPlan(active: 35), .init(lead: 32, gemvRows: 3))
+                XCTAssertEqual(engine.gatherPlan(active: 60), .init(lead: 60))
+            }
+        }
+    }
+
     /// The per-sample mask statistics the cost model reads (counted 16 bytes at a time, flushed every 255 rows) against
     /// plain loops: widths around 16, more than 255 rows, more than 255 × 16 blocks, all on, all off, random.
     func testMaskStatsMatchPlainCounts() throws {
