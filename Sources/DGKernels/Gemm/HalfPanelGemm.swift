@@ -6,9 +6,9 @@ extension GemmEngine {
 
     /// C[i, j] = act(A[i, :]·W[lo + j, :] + bias[lo + j]) for j < width = min(NR/2, units − lo), on one half of
     /// one pre-packed NR-unit panel: the block of NR/2 units starting at `lo` (a multiple of NR/2) runs without
-    /// being padded to NR columns or re-packed. `epilogue.biasIndex` maps unit → bias entry (gathered weight rows). Serial (callers parallelise over blocks). C column j is unit lo + j;
-    /// `epilogue.bias` is indexed by unit. Preconditions: `hasHalfPanelKernel`, m ≥ 1, lo < packed.n, A's rows
-    /// contiguous in k (a row map is fine).
+    /// being padded to NR columns or re-packed. Serial (callers parallelise over blocks). C column j is unit lo + j;
+    /// `epilogue.bias` is indexed by unit (through `epilogue.biasIndex` when set: gathered weight rows).
+    /// Preconditions: `hasHalfPanelKernel`, m ≥ 1, lo < packed.n, A's rows contiguous in k (a row map is fine).
     @discardableResult
     public func gemmHalfPanel(m: Int, a: MatrixOperand, packed: PackedWeights, firstUnit lo: Int,
                               c: OutputOperand, epilogue: Epilogue = .none) -> KernelCost {

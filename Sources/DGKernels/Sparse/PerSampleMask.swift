@@ -31,7 +31,6 @@ struct MaskStats {
         // into byte counters (flushed every 255 rows), in memory order. Element-wise loops into Int counters cost 6 % of
         // a dense layer's time, which dense-then-mask paid on top of the GEMM; now it is under 1 %.
         typealias B16 = SIMD16<UInt8>
-        var columns = [UInt32](repeating: 0, count: blocks)  // samples using block j
         var counts = [UInt8](repeating: 0, count: blocks)
         mask.bits.withUnsafeBufferPointer { bits in
             let raw = UnsafeRawPointer(bits.baseAddress!)
@@ -67,11 +66,11 @@ struct MaskStats {
                         }
                         b &+= 1
                     }
-                    for j in 0..<blocks { columns[j] &+= UInt32(acc.load(fromByteOffset: j, as: UInt8.self)) }
+                    for j in 0..<blocks { blockUsers[j] &+= Int(acc.load(fromByteOffset: j, as: UInt8.self)) }
                     acc.initializeMemory(as: UInt8.self, repeating: 0, count: blocks)
                 }
             }
-            runs += blocks > 0 ? Int(columns[0]) : 0
+            runs += blocks > 0 ? blockUsers[0] : 0
             if wide > 1 {
                 wideUsers.withUnsafeMutableBufferPointer { wideU in
                     for b in 0..<batch {
@@ -90,7 +89,7 @@ struct MaskStats {
                 }
             }
         }
-        for j in 0..<blocks { blockUsers[j] = Int(columns[j]); activeBlocks += Int(columns[j]) }
+        activeBlocks = blockUsers.reduce(0, +)
         lastActive = blocks > 0 ? blockUsers[blocks - 1] : 0
         if wide == 1 { wideUsers = blockUsers }
         self.runs = runs
