@@ -1,5 +1,6 @@
 import DGKernels
 import DGModels
+import Foundation
 import Glibc
 @testable import DGHarness
 
@@ -49,12 +50,24 @@ func testEnvironment(fingerprintCPU: String = "Test CPU") -> EnvironmentInfo {
                     date: "2025-01-01T00:00:00Z", dgperfVersion: "test")
 }
 
-/// A fresh empty temporary directory.
+/// One root per test process for every `tempDir()`, removed when the process exits: the tests used to leave ~70
+/// directories in /tmp per run (thousands on a long-lived CI machine).
+private let testRoot: String = {
+    let root = makeTempDirectory(template: "/tmp/dgperf-test-XXXXXX")
+    atexit { try? FileManager.default.removeItem(atPath: testRoot) }
+    return root
+}()
+
+private func makeTempDirectory(template: String) -> String {
+    var chars = Array(template.utf8CString)
+    let p = chars.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
+    precondition(p != nil, "cannot create a temporary directory from \(template)")
+    return String(decoding: chars.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
+/// A fresh empty temporary directory (inside this process's test root).
 func tempDir(_ name: String = #function) -> String {
-    var template = Array("/tmp/dgperf-test-XXXXXX".utf8CString)
-    let p = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-    precondition(p != nil)
-    return String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    makeTempDirectory(template: testRoot + "/XXXXXX")
 }
 
 /// Runs a full fake sweep and returns its results.
