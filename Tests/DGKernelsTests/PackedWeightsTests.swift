@@ -99,6 +99,47 @@ final class PackedWeightsTests: XCTestCase {
         }
     }
 
+    /// A whole panel and half the next in one pass (AVX-512, the packed gather's last 33–48 units): widths 33…48, edge
+    /// strips, gathered rows, beta/bias/ReLU, all of K in one call and (k large enough that B leaves the L2 budget)
+    /// K-blocked.
+    func testPanelAndHalfMatchesReference() throws {
+        var rng = SplitMix64(seed: 23)
+        for ks in KernelSet.available() where ks.panelAndHalfGemm != nil {
+            let engine = GemmEngine(kernels: ks)
+            let nr = ks.nr, bp = ks.blocking
+            let longK = bp.mc * bp.kc / (nr + nr / 2) + 37
+            for (m, n, k, beta) in [(1, nr + 1, 17, Float(0)), (7, nr + nr / 2, 240, 0.5), (13, nr + 13, 784, 0),
+                                    (64, nr + 8, 1, 0), (13, nr + 13, longK, 0.5), (3, nr + nr / 2, longK, 0)] {
+                let rowsTotal = m + 3
+                let x = (0..<(rowsTotal * k)).map { _ in rng.nextFloat() - 0.5 }
+                let w = (0..<(n * k)).map { _ in rng.nextFloat() - 0.5 }
+                let bias = (0..<n).map { _ in rng.nextFloat() - 0.5 }
+                let rows = (0..<m).map { _ in Int32(rng.next() % UInt64(rowsTotal)) }
+                let packed = w.withUnsafeBufferPointer { engine.packWeights($0.baseAddress!, n: n, k: k, ldw: k) }
+                let c0 = (0..<(m * n)).map { _ in rng.nextFloat() - 0.5 }
+                var got = c0, want = c0
+                x.withUnsafeBufferPointer { xp in w.withUnsafeBufferPointer { wp in bias.withUnsafeBufferPointer { bp in
+                    rows.withUnsafeBufferPointer { rp in
+                        let a = MatrixOperand(base: xp.baseAddress!, rowStride: k, colStride: 1, rowIndex: rp.baseAddress!)
+                        let e = Epilogue(beta: beta, bias: bp.baseAddress!, relu: true)
+                        got.withUnsafeMutableBufferPointer { cp in
+                            engine.gemmPanelAndHalf(m: m, a: a, packed: packed, c: OutputOperand(base: cp.baseAddress!, rowStride: n),
+                                                    epilogue: e)
+                        }
+                        want.withUnsafeMutableBufferPointer { cp in
+                            Reference.gemm(m: m, n: n, k: k, a: a, b: MatrixOperand(base: wp.baseAddress!, rowStride: 1, colStride: k),
+                                           c: OutputOperand(base: cp.baseAddress!, rowStride: n), epilogue: e)
+                        }
+                    }
+                } } }
+                for i in got.indices {
+                    XCTAssertEqual(got[i], want[i], accuracy: 1e-4 * (Float(k).squareRoot() + abs(want[i])),
+                                   "\(ks.name) m\(m) n\(n) k\(k) [\(i)]")
+                }
+            }
+        }
+    }
+
     func testCompactOutputThroughColumnMap() {
         var rng = SplitMix64(seed: 3)
         let ks = KernelSet.available()[0]

@@ -247,22 +247,25 @@ final class SparseTests: XCTestCase {
         XCTAssertTrue(sawBatchOneShared, "a batch-1 per-sample mask never took the shared path")
     }
 
-    /// The packed gather's split of n active units: whole panels, a half panel (AVX-512 only) and ≤ 8 gemv rows, so
-    /// the blocked GEMM never pads more than it must; every unit is covered exactly once.
+    /// The packed gather's split of n active units: whole panels, a narrow tail (AVX-512 only: a half panel, or a panel
+    /// and a half when whole panels precede it) and ≤ 8 gemv rows, so the blocked GEMM never pads more than it must;
+    /// every unit is covered exactly once.
     func testGatherPlanCoversEveryUnitOnce() throws {
         for isa in KernelSet.available().map(\.isa) {
             let engine = try makeSparse(threads: 1, isa: isa == .avx512 ? .avx512 : .avx2)
             let nr = engine.gemm.kernels.nr
             for n in 1...200 {
                 let plan = engine.gatherPlan(active: n)
-                XCTAssertEqual(plan.lead + plan.half + plan.gemvRows, n, "\(isa) n \(n)")
-                XCTAssertTrue(plan.half == 0 || (plan.lead % nr == 0 && plan.half <= nr / 2), "\(isa) n \(n): \(plan)")
+                XCTAssertEqual(plan.lead + plan.tail + plan.gemvRows, n, "\(isa) n \(n)")
+                XCTAssertEqual(plan.lead % nr, plan.tail == 0 && plan.gemvRows == 0 ? n % nr : 0, "\(isa) n \(n): \(plan)")
+                XCTAssertTrue(plan.tail <= nr / 2 || (plan.tail > nr && plan.tail <= nr + nr / 2), "\(isa) n \(n): \(plan)")
                 XCTAssertTrue(plan.gemvRows <= SparseEngine.gatherGemvRows, "\(isa) n \(n): \(plan)")
                 if !engine.gemm.hasHalfPanelKernel { XCTAssertEqual(plan, .init(lead: n), "\(isa) n \(n)") }
             }
             if engine.gemm.hasHalfPanelKernel {
-                XCTAssertEqual(engine.gatherPlan(active: 51), .init(lead: 32, half: 16, gemvRows: 3))
-                XCTAssertEqual(engine.gatherPlan(active: 48), .init(lead: 32, half: 16))
+                XCTAssertEqual(engine.gatherPlan(active: 51), .init(lead: 0, tail: 48, gemvRows: 3))
+                XCTAssertEqual(engine.gatherPlan(active: 112), .init(lead: 64, tail: 48))
+                XCTAssertEqual(engine.gatherPlan(active: 13), .init(lead: 0, tail: 13))
                 XCTAssertEqual(engine.gatherPlan(active: 35), .init(lead: 32, gemvRows: 3))
                 XCTAssertEqual(engine.gatherPlan(active: 60), .init(lead: 60))
             }

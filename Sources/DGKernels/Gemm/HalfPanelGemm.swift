@@ -13,34 +13,71 @@ extension GemmEngine {
     public func gemmHalfPanel(m: Int, a: MatrixOperand, packed: PackedWeights, firstUnit lo: Int,
                               c: OutputOperand, epilogue: Epilogue = .none) -> KernelCost {
         guard let micro = kernels.halfPanelGemm else { preconditionFailure("no half-panel kernel for \(kernels.name)") }
-        let nr = kernels.nr, half = nr / 2, mr = kernels.mr, k = packed.k
+        let nr = kernels.nr, half = nr / 2, k = packed.k
         precondition(packed.nr == nr && lo % half == 0 && lo < packed.n, "half panel must start on an NR/2 boundary")
         let width = min(half, packed.n - lo)
         let cost = KernelCost(macs: m * width * k, bytesRead: 4 * (m * k + k * width), bytesWritten: 4 * m * width)
         guard m > 0 else { return .zero }
-        // K blocks keep a B panel in L1 while many row strips reuse it; a group of ≤ 2 strips reuses it at most
-        // twice, so it runs all of K in one call (one epilogue, no C re-reads, a quarter of the calls).
-        let kcStep = m <= 2 * mr ? k : kernels.blocking.balancedKC(for: k)
-        let tile = tileBuffers[0].reserve(mr * half + 2 * mr + half)
-        // A is read in place (MR row pointers into the gathered rows): a narrow block amortises no packing.
-        let rowPointers = UnsafeMutableRawPointer(tile + mr * half).assumingMemoryBound(to: UnsafePointer<Float>.self)
         let panel = UnsafePointer(packed.storage.pointer) + (lo / nr) * k * nr + lo % nr
+        rowStrips(m: m, a: a, k: k, firstUnit: lo, width: width, tileWidth: half, c: c, epilogue: epilogue) {
+            kc, rows, pc, tile, ldc, beta, bias, relu, count in
+            micro(kc, rows, panel + pc * nr, tile, ldc, beta, bias, relu, count)
+        }
+        return cost
+    }
+
+    /// C[i, j] = act(A[i, :]·W[j, :] + bias(j)) for all n units of `packed` when NR < n ≤ 1.5·NR (a whole panel and at
+    /// most half of the next), in one pass over A's rows with the MR × 1.5·NR kernel: the packed gather's last 33–48
+    /// active units (AVX-512). Same contract as `gemmHalfPanel` otherwise (C column j is unit j).
+    @discardableResult
+    public func gemmPanelAndHalf(m: Int, a: MatrixOperand, packed: PackedWeights, c: OutputOperand,
+                                 epilogue: Epilogue = .none) -> KernelCost {
+        guard let micro = kernels.panelAndHalfGemm else { preconditionFailure("no panel-and-half kernel for \(kernels.name)") }
+        let nr = kernels.nr, k = packed.k, n = packed.n
+        precondition(packed.nr == nr && n > nr && 2 * n <= 3 * nr, "panel and half: needs NR < n ≤ 1.5·NR units")
+        let cost = KernelCost(macs: m * n * k, bytesRead: 4 * (m * k + k * n), bytesWritten: 4 * m * n)
+        guard m > 0 else { return .zero }
+        let panels = UnsafePointer(packed.storage.pointer), panelStride = k * nr
+        rowStrips(m: m, a: a, k: k, firstUnit: 0, width: n, tileWidth: nr + nr / 2, c: c, epilogue: epilogue) {
+            kc, rows, pc, tile, ldc, beta, bias, relu, count in
+            micro(kc, rows, panels + pc * nr, panelStride, tile, ldc, beta, bias, relu, count)
+        }
+        return cost
+    }
+
+    /// The loop both narrow kernels share: MR-row strips of A read in place (row pointers) against one B block of
+    /// `tileWidth` columns (`width` of them real, from unit `firstUnit`). All of K in one call (one epilogue, no C
+    /// re-reads, fewer calls) whenever the B block fits the L2 budget of a packed A block (it then stays in L2 across
+    /// strips; with KC blocking a 45-unit tail merged its scratch tile once per K block: 125 µs against 97 at
+    /// B = 256, k = 784) or the strips are ≤ 2; K-blocked otherwise. Full-width tiles store straight into C; narrower
+    /// ones go through a scratch tile and `mergeTile`.
+    /// `kernel(kc, rowPointers, pc, c, ldc, beta, bias, relu, rows)` computes one tile at K offset pc.
+    private func rowStrips(m: Int, a: MatrixOperand, k: Int, firstUnit lo: Int, width: Int, tileWidth: Int,
+                           c: OutputOperand, epilogue: Epilogue,
+                           kernel: (Int, UnsafePointer<UnsafePointer<Float>>, Int, UnsafeMutablePointer<Float>, Int, Float,
+                                    UnsafePointer<Float>?, Bool, Int) -> Void) {
+        precondition(a.colStride == 1 && a.colIndex == nil, "narrow GEMMs read A's rows in place: they must be contiguous in k")
+        let mr = kernels.mr
+        let direct = width == tileWidth && c.isContiguous
+        let bp = kernels.blocking
+        let kcStep = m <= 2 * mr || tileWidth * k <= bp.mc * bp.kc ? k : bp.balancedKC(for: k)
+        let tile = tileBuffers[0].reserve(mr * tileWidth + 2 * mr + tileWidth)
+        let rowPointers = UnsafeMutableRawPointer(tile + mr * tileWidth).assumingMemoryBound(to: UnsafePointer<Float>.self)
         // This block's bias, contiguous: a slice, or gathered through `biasIndex` (zero past the last unit).
         var shifted: UnsafePointer<Float>? = nil
         if let b = epilogue.bias {
             if let bi = epilogue.biasIndex {
-                let gathered = tile + mr * half + 2 * mr
-                for j in 0..<half { gathered[j] = j < width ? b[Int(bi[lo + j])] : 0 }
+                let gathered = tile + mr * tileWidth + 2 * mr
+                for j in 0..<tileWidth { gathered[j] = j < width ? b[Int(bi[lo + j])] : 0 }
                 shifted = UnsafePointer(gathered)
             } else {
-                shifted = b + lo
+                shifted = b + lo  // a narrower tile merges only `width` of them
             }
         }
-        precondition(a.colStride == 1 && a.colIndex == nil, "half-panel GEMM reads A's rows in place: they must be contiguous in k")
         for pc in stride(from: 0, to: k, by: kcStep) {
             let kc = min(kcStep, k - pc)
             let first = pc == 0, last = pc + kc == k
-            let e = Epilogue(beta: first ? epilogue.beta : 1, bias: last ? shifted : nil, relu: last && epilogue.relu)
+            let beta = first ? epilogue.beta : 1, bias = last ? shifted : nil, relu = last && epilogue.relu
             var ir = 0
             while ir < m {
                 let rows = min(mr, m - ir)
@@ -48,15 +85,14 @@ extension GemmEngine {
                     let r = ir + min(i, rows - 1)  // an edge strip repeats its last row
                     rowPointers[i] = a.base + a.physicalRow(r) * a.rowStride + pc
                 }
-                if width == half && c.isContiguous {
-                    micro(kc, UnsafePointer(rowPointers), panel + pc * nr, c.address(ir, 0), c.rowStride, e.beta, e.bias, e.relu, rows)
+                if direct {
+                    kernel(kc, UnsafePointer(rowPointers), pc, c.address(ir, 0), c.rowStride, beta, bias, relu, rows)
                 } else {
-                    micro(kc, UnsafePointer(rowPointers), panel + pc * nr, tile, half, 0, nil, false, mr)
-                    mergeTile(tile, ld: half, rows: rows, cols: width, row0: ir, col0: 0, c: c, beta: e.beta, bias: e.bias, relu: e.relu)
+                    kernel(kc, UnsafePointer(rowPointers), pc, tile, tileWidth, 0, nil, false, mr)
+                    mergeTile(tile, ld: tileWidth, rows: rows, cols: width, row0: ir, col0: 0, c: c, beta: beta, bias: bias, relu: relu)
                 }
                 ir += mr
             }
         }
-        return cost
     }
 }

@@ -36,6 +36,13 @@ public typealias RowSourceMicroKernelFn = @Sendable (
     Int, UnsafePointer<UnsafePointer<Float>>, UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int, Float,
     UnsafePointer<Float>?, Bool, Int
 ) -> Void
+/// A 6 × (NR + NR/2) tile: a whole packed B panel plus the first half of the panel `panelStride` floats further, A
+/// through row pointers (kc, rows, b, panelStride, c, ldc, beta, bias, relu, rows); see
+/// `sgemmPanelAndHalfMicroKernelAVX512_6x48`.
+public typealias PanelAndHalfMicroKernelFn = @Sendable (
+    Int, UnsafePointer<UnsafePointer<Float>>, UnsafePointer<Float>, Int, UnsafeMutablePointer<Float>, Int, Float,
+    UnsafePointer<Float>?, Bool, Int
+) -> Void
 /// y = W·x row-wise dot products; see `sgemvRowsAVX512`.
 public typealias GemvFn = @Sendable (
     Int, Int, UnsafePointer<Float>, Int, UnsafePointer<Float>, UnsafeMutablePointer<Float>, Float,
@@ -70,6 +77,8 @@ public struct KernelSet: Sendable {
     /// An MR × NR/2 tile on one half of a packed NR-wide B panel, A through row pointers (nil where NR/2 is
     /// below a vector).
     public let halfPanelGemm: RowSourceMicroKernelFn?
+    /// An MR × 1.5·NR tile (a whole panel and half the next), A through row pointers (nil without a half-panel kernel).
+    public let panelAndHalfGemm: PanelAndHalfMicroKernelFn?
     public let gemv: GemvFn
     public let panelGemv: PanelGemvFn
     public let indexedGemv: IndexedGemvFn
@@ -77,12 +86,12 @@ public struct KernelSet: Sendable {
     public let peakLoop: PeakLoopFn
     /// FLOPs of one `peakLoop` iteration.
     public let peakFlopsPerIteration: Double
-    public let blocking: BlockingParameters
+    public private(set) var blocking: BlockingParameters
 
     public static let avx512 = KernelSet(
         isa: .avx512, name: "avx512-\(avx512TileRows)x\(avx512TileCols)", mr: avx512TileRows, nr: avx512TileCols,
         gemm: sgemmMicroKernelAVX512_6x32, rowSourceGemm: sgemmRowSourceMicroKernelAVX512_6x32,
-        halfPanelGemm: sgemmHalfPanelMicroKernelAVX512_6x16,
+        halfPanelGemm: sgemmHalfPanelMicroKernelAVX512_6x16, panelAndHalfGemm: sgemmPanelAndHalfMicroKernelAVX512_6x48,
         gemv: sgemvRowsAVX512, panelGemv: sgemvPanelAVX512_32, indexedGemv: sgemvIndexedAVX512, indexedGemvMulti: sgemvIndexedMultiAVX512, peakLoop: fmaPeakLoopAVX512,
         peakFlopsPerIteration: 16 * 16 * 2,
         blocking: BlockingParameters.from(cacheSizes: CacheSizes.current, mr: avx512TileRows, nr: avx512TileCols))
@@ -90,7 +99,7 @@ public struct KernelSet: Sendable {
     public static let avx2 = KernelSet(
         isa: .avx2, name: "avx2-\(avx2TileRows)x\(avx2TileCols)", mr: avx2TileRows, nr: avx2TileCols,
         gemm: sgemmMicroKernelAVX2_6x16, rowSourceGemm: sgemmRowSourceMicroKernelAVX2_6x16,
-        halfPanelGemm: nil,
+        halfPanelGemm: nil, panelAndHalfGemm: nil,
         gemv: sgemvRowsAVX2, panelGemv: sgemvPanelAVX2_16, indexedGemv: sgemvIndexedAVX2, indexedGemvMulti: sgemvIndexedMultiAVX2, peakLoop: fmaPeakLoopAVX2,
         peakFlopsPerIteration: 12 * 8 * 2,
         blocking: BlockingParameters.from(cacheSizes: CacheSizes.current, mr: avx2TileRows, nr: avx2TileCols))
@@ -122,8 +131,9 @@ public struct KernelSet: Sendable {
     /// Same kernels with other blocking parameters (for tuning and tests of the loop nest's edges).
     public func with(blocking: BlockingParameters) -> KernelSet {
         precondition(blocking.mr == mr && blocking.nr == nr, "blocking must keep the tile shape")
-        return KernelSet(isa: isa, name: name, mr: mr, nr: nr, gemm: gemm, rowSourceGemm: rowSourceGemm, halfPanelGemm: halfPanelGemm, gemv: gemv, panelGemv: panelGemv, indexedGemv: indexedGemv, indexedGemvMulti: indexedGemvMulti, peakLoop: peakLoop,
-                         peakFlopsPerIteration: peakFlopsPerIteration, blocking: blocking)
+        var copy = self
+        copy.blocking = blocking
+        return copy
     }
 }
 

@@ -53,21 +53,27 @@ public final class SparseEngine: @unchecked Sendable {
     public var sharedPath: SharedPathChoice = .auto
 
     /// How the packed gather splits n active units: `lead` units through the blocked GEMM (whole NR panels; the last
-    /// one padded when nothing better applies), then with the AVX-512 half-panel kernel up to NR/2 units on half width
-    /// (`half`) and ≤ 8 leftover units through the multi-sample gemv (`gemvRows`): padding 3 leftover units to a
-    /// 32-wide panel costs 29 columns of multiply-adds, the gemv streams x once for them instead.
-    struct GatherPlan: Equatable { var lead: Int; var half = 0; var gemvRows = 0 }
+    /// one padded when nothing better applies), then with the AVX-512 narrow kernels a `tail` of up to NR/2 units on a
+    /// half panel, or of NR + (up to NR/2) units — the lead's last panel taken along — on a panel and a half, and ≤ 8
+    /// leftover units through the multi-sample gemv (`gemvRows`): padding 3 leftover units to a 32-wide panel costs 29
+    /// columns of multiply-adds, the gemv streams x once for them instead.
+    struct GatherPlan: Equatable { var lead: Int; var tail = 0; var gemvRows = 0 }
 
     func gatherPlan(active n: Int) -> GatherPlan {
         let nr = gemm.kernels.nr, rem = n % nr, base = n - rem
         guard gemm.hasHalfPanelKernel, rem > 0 else { return GatherPlan(lead: n) }
         let half = nr / 2
+        let narrow: Int
         switch rem {
         case ...Self.gatherGemvRows: return GatherPlan(lead: base, gemvRows: rem)
-        case ...half: return GatherPlan(lead: base, half: rem)
-        case ...(half + Self.gatherGemvRows): return GatherPlan(lead: base, half: half, gemvRows: rem - half)
+        case ...half: narrow = rem
+        case ...(half + Self.gatherGemvRows): narrow = half
         default: return GatherPlan(lead: n)
         }
+        // A half panel after whole panels: the last whole panel joins it (one pass over x instead of two, three
+        // FMAs per broadcast instead of one).
+        let joined = base >= nr && gemm.kernels.panelAndHalfGemm != nil
+        return GatherPlan(lead: joined ? base - nr : base, tail: joined ? nr + narrow : narrow, gemvRows: rem - narrow)
     }
 
     /// Leftover units the packed gather sends through the multi-sample gemv rather than a padded panel: at B = 256 the
@@ -78,7 +84,10 @@ public final class SparseEngine: @unchecked Sendable {
     func predictGather(_ model: SparseCostModel, batch: Int, active n: Int, features d: Int) -> Double {
         let plan = gatherPlan(active: n)
         var t = plan.lead > 0 ? model.gemmSeconds(m: batch, n: plan.lead, k: d) : 0
-        if plan.half > 0 { t += model.gemmSeconds(m: batch, n: plan.half, k: d, panelWidth: gemm.kernels.nr / 2) }
+        if plan.tail > 0 {
+            let nr = gemm.kernels.nr
+            t += model.gemmSeconds(m: batch, n: plan.tail, k: d, panelWidth: plan.tail > nr ? nr + nr / 2 : nr / 2)
+        }
         if plan.gemvRows > 0 { t += model.multiGemvTailSeconds(m: batch, n: plan.gemvRows, k: d) }
         return t
     }
@@ -285,19 +294,24 @@ public final class SparseEngine: @unchecked Sendable {
                 body(0..<batch, gemm)
             }
         }
-        if plan.half > 0 {
-            let tailUnits = UnsafeBufferPointer(rebasing: units[plan.lead..<(plan.lead + plan.half)])
+        if plan.tail > 0 {
+            let tailUnits = UnsafeBufferPointer(rebasing: units[plan.lead..<(plan.lead + plan.tail)])
             let packedTail = gatherScratch
             gemm.packWeightRows(w, rows: tailUnits, k: d, ldw: d, into: packedTail)
             let epilogue = Epilogue(bias: bias, biasIndex: tailUnits.baseAddress, relu: relu)
-            let col = plan.lead
-            overSamples(macs: batch * plan.half * d) { range, engine in
-                engine.gemmHalfPanel(m: range.count, a: .rowMajor(x + range.lowerBound * d, ld: d), packed: packedTail, firstUnit: 0,
-                                     c: OutputOperand(base: dst + range.lowerBound * n + col, rowStride: n), epilogue: epilogue)
+            let col = plan.lead, wide = plan.tail > gemm.kernels.nr
+            overSamples(macs: batch * plan.tail * d) { range, engine in
+                let a = MatrixOperand.rowMajor(x + range.lowerBound * d, ld: d)
+                let c = OutputOperand(base: dst + range.lowerBound * n + col, rowStride: n)
+                if wide {
+                    engine.gemmPanelAndHalf(m: range.count, a: a, packed: packedTail, c: c, epilogue: epilogue)
+                } else {
+                    engine.gemmHalfPanel(m: range.count, a: a, packed: packedTail, firstUnit: 0, c: c, epilogue: epilogue)
+                }
             }
         }
         if plan.gemvRows > 0 {
-            let col = plan.lead + plan.half, rows = units.baseAddress! + col, count = plan.gemvRows
+            let col = plan.lead + plan.tail, rows = units.baseAddress! + col, count = plan.gemvRows
             let multi = gemm.kernels.indexedGemvMulti
             overSamples(macs: batch * count * d) { range, _ in
                 multi(count, d, w, d, rows, range.count, x + range.lowerBound * d, d, dst + range.lowerBound * n + col, n,
