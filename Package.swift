@@ -46,13 +46,15 @@ let package = Package(
         // zlib (Debian zlib1g-dev): gzip'd IDX datasets and CRC32 of weight files.
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         .target(name: "DGRuntime", dependencies: ["CHwloc"], swiftSettings: optimizedAlways),
+        // A prefetch hint for the loop nest (Swift cannot emit one); header-only, inlined.
+        .target(name: "CKernelHints"),
         // Width-generic @inlinable loop bodies that each ISA target specialises with its own flags.
         .target(name: "DGKernelsSIMD", swiftSettings: optimizedAlways),
         isaTarget("DGKernelsAVX512", march: "x86-64-v4"),
         isaTarget("DGKernelsAVX2", march: "x86-64-v3"),
         .target(
             name: "DGKernels",
-            dependencies: ["DGRuntime", "DGKernelsAVX512", "DGKernelsAVX2"],
+            dependencies: ["DGRuntime", "DGKernelsAVX512", "DGKernelsAVX2", "CKernelHints"],
             swiftSettings: optimizedAlways
         ),
         .target(name: "DGStats", swiftSettings: optimizedAlways),

@@ -67,7 +67,6 @@ public enum TableFormat: String, CaseIterable, Sendable {
                 case "–", "—": o += "--"
                 case "·": o += "$\\cdot$"
                 case "…": o += "\\ldots{}"
-                case "–": o += "--"
                 default: o.append(ch)
                 }
             }

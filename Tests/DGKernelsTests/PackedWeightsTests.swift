@@ -75,7 +75,7 @@ final class PackedWeightsTests: XCTestCase {
                     x.withUnsafeBufferPointer { xp in w.withUnsafeBufferPointer { wp in bias.withUnsafeBufferPointer { bp in
                         rows.withUnsafeBufferPointer { rp in
                             let a = MatrixOperand(base: xp.baseAddress!, rowStride: k, colStride: 1, rowIndex: rp.baseAddress!)
-                            got.withUnsafeMutableBufferPointer { cp in
+                            _ = got.withUnsafeMutableBufferPointer { cp in
                                 engine.gemmHalfPanel(m: m, a: a, packed: packed, firstUnit: lo,
                                                      c: OutputOperand(base: cp.baseAddress!, rowStride: width),
                                                      epilogue: Epilogue(beta: beta, bias: bp.baseAddress!, relu: true))
@@ -122,7 +122,7 @@ final class PackedWeightsTests: XCTestCase {
                     rows.withUnsafeBufferPointer { rp in
                         let a = MatrixOperand(base: xp.baseAddress!, rowStride: k, colStride: 1, rowIndex: rp.baseAddress!)
                         let e = Epilogue(beta: beta, bias: bp.baseAddress!, relu: true)
-                        got.withUnsafeMutableBufferPointer { cp in
+                        _ = got.withUnsafeMutableBufferPointer { cp in
                             engine.gemmPanelAndHalf(m: m, a: a, packed: packed, c: OutputOperand(base: cp.baseAddress!, rowStride: n),
                                                     epilogue: e)
                         }
