@@ -312,12 +312,14 @@ public final class GemmEngine: @unchecked Sendable {
             // Weights that are not in cache (MoE experts, a layer wider than L2) otherwise arrive at the first strip's
             // demand rate: 8 experts × (64 tokens, 784 → 512 → 784) took 615 µs per expert instead of 445 with the
             // weights hot; with the prefetch 480. (Freshly packed panels are in L2 already: 1–2 % slower with it.)
+            // At most `prefetchLinesPerStrip` per strip: a few-row GEMM has few strips, and bursts of 100+ prefetches
+            // before each stalled it (8 tokens, 784 → 128 → 784 experts: 18.5 → 21.7 µs).
             var prefetchNext: UnsafeRawPointer? = nil, prefetchLeft = 0, prefetchPerStrip = 0
             if panels.prePacked, jp + 1 < panelRange.upperBound {
                 prefetchNext = UnsafeRawPointer(panels.panel(jp + 1).0)
                 prefetchLeft = kc * nr * 4 / 64
                 let strips = (mc + mr - 1) / mr
-                prefetchPerStrip = (prefetchLeft + strips - 1) / strips
+                prefetchPerStrip = min((prefetchLeft + strips - 1) / strips, Self.prefetchLinesPerStrip)
             }
             var ir = 0
             while ir < mc {
@@ -342,6 +344,9 @@ public final class GemmEngine: @unchecked Sendable {
             }
         }
     }
+
+    /// Prefetches issued before one row strip of the macro-kernel: about what one core keeps in flight.
+    static let prefetchLinesPerStrip = 32
 
     /// C[row0 + i, col0 + j] = act(tile[i, j] + bias[j] + beta·C) through C's row/column maps, i < rows, j < cols;
     /// `bias` is already this panel's (`bias[j]` belongs to column col0 + j). Same arithmetic as `storeScalar`.
