@@ -62,35 +62,11 @@ final class PackedWeightsTests: XCTestCase {
             let half = ks.nr / 2
             var checked = 0
             for (m, n, k) in [(1, 40, 17), (5, 3 * half + 7, 33), (6, 2 * ks.nr, 240), (13, 70, 784), (64, half, 1)] {
-                let rowsTotal = m + 3
-                let x = (0..<(rowsTotal * k)).map { _ in rng.nextFloat() - 0.5 }
-                let w = (0..<(n * k)).map { _ in rng.nextFloat() - 0.5 }
-                let bias = (0..<n).map { _ in rng.nextFloat() - 0.5 }
-                let rows = (0..<m).map { _ in Int32(rng.next() % UInt64(rowsTotal)) }
-                let packed = w.withUnsafeBufferPointer { engine.packWeights($0.baseAddress!, n: n, k: k, ldw: k) }
+                let t = NarrowCase(m: m, n: n, k: k, engine: engine, rng: &rng)
                 for lo in stride(from: 0, to: n, by: half) {
                     let width = min(half, n - lo), beta: Float = lo % (2 * half) == 0 ? 0 : 0.5
-                    let c0 = (0..<(m * width)).map { _ in rng.nextFloat() - 0.5 }
-                    var got = c0, want = c0
-                    x.withUnsafeBufferPointer { xp in w.withUnsafeBufferPointer { wp in bias.withUnsafeBufferPointer { bp in
-                        rows.withUnsafeBufferPointer { rp in
-                            let a = MatrixOperand(base: xp.baseAddress!, rowStride: k, colStride: 1, rowIndex: rp.baseAddress!)
-                            _ = got.withUnsafeMutableBufferPointer { cp in
-                                engine.gemmHalfPanel(m: m, a: a, packed: packed, firstUnit: lo,
-                                                     c: OutputOperand(base: cp.baseAddress!, rowStride: width),
-                                                     epilogue: Epilogue(beta: beta, bias: bp.baseAddress!, relu: true))
-                            }
-                            want.withUnsafeMutableBufferPointer { cp in
-                                Reference.gemm(m: m, n: width, k: k, a: a,
-                                               b: MatrixOperand(base: wp.baseAddress! + lo * k, rowStride: 1, colStride: k),
-                                               c: OutputOperand(base: cp.baseAddress!, rowStride: width),
-                                               epilogue: Epilogue(beta: beta, bias: bp.baseAddress! + lo, relu: true))
-                            }
-                        }
-                    } } }
-                    for i in got.indices {
-                        XCTAssertEqual(got[i], want[i], accuracy: 1e-4 * (Float(k).squareRoot() + abs(want[i])),
-                                       "\(ks.name) m\(m) n\(n) k\(k) lo\(lo) [\(i)]")
+                    t.check(lo: lo, width: width, beta: beta, rng: &rng, "\(ks.name) m\(m) n\(n) k\(k) lo\(lo)") { a, c, e in
+                        engine.gemmHalfPanel(m: m, a: a, packed: t.packed, firstUnit: lo, c: c, epilogue: e)
                     }
                     checked += 1
                 }
@@ -110,31 +86,9 @@ final class PackedWeightsTests: XCTestCase {
             let longK = bp.mc * bp.kc / (nr + nr / 2) + 37
             for (m, n, k, beta) in [(1, nr + 1, 17, Float(0)), (7, nr + nr / 2, 240, 0.5), (13, nr + 13, 784, 0),
                                     (64, nr + 8, 1, 0), (13, nr + 13, longK, 0.5), (3, nr + nr / 2, longK, 0)] {
-                let rowsTotal = m + 3
-                let x = (0..<(rowsTotal * k)).map { _ in rng.nextFloat() - 0.5 }
-                let w = (0..<(n * k)).map { _ in rng.nextFloat() - 0.5 }
-                let bias = (0..<n).map { _ in rng.nextFloat() - 0.5 }
-                let rows = (0..<m).map { _ in Int32(rng.next() % UInt64(rowsTotal)) }
-                let packed = w.withUnsafeBufferPointer { engine.packWeights($0.baseAddress!, n: n, k: k, ldw: k) }
-                let c0 = (0..<(m * n)).map { _ in rng.nextFloat() - 0.5 }
-                var got = c0, want = c0
-                x.withUnsafeBufferPointer { xp in w.withUnsafeBufferPointer { wp in bias.withUnsafeBufferPointer { bp in
-                    rows.withUnsafeBufferPointer { rp in
-                        let a = MatrixOperand(base: xp.baseAddress!, rowStride: k, colStride: 1, rowIndex: rp.baseAddress!)
-                        let e = Epilogue(beta: beta, bias: bp.baseAddress!, relu: true)
-                        _ = got.withUnsafeMutableBufferPointer { cp in
-                            engine.gemmPanelAndHalf(m: m, a: a, packed: packed, c: OutputOperand(base: cp.baseAddress!, rowStride: n),
-                                                    epilogue: e)
-                        }
-                        want.withUnsafeMutableBufferPointer { cp in
-                            Reference.gemm(m: m, n: n, k: k, a: a, b: MatrixOperand(base: wp.baseAddress!, rowStride: 1, colStride: k),
-                                           c: OutputOperand(base: cp.baseAddress!, rowStride: n), epilogue: e)
-                        }
-                    }
-                } } }
-                for i in got.indices {
-                    XCTAssertEqual(got[i], want[i], accuracy: 1e-4 * (Float(k).squareRoot() + abs(want[i])),
-                                   "\(ks.name) m\(m) n\(n) k\(k) [\(i)]")
+                let t = NarrowCase(m: m, n: n, k: k, engine: engine, rng: &rng)
+                t.check(lo: 0, width: n, beta: beta, rng: &rng, "\(ks.name) m\(m) n\(n) k\(k)") { a, c, e in
+                    engine.gemmPanelAndHalf(m: m, a: a, packed: t.packed, c: c, epilogue: e)
                 }
             }
         }
@@ -165,6 +119,52 @@ final class PackedWeightsTests: XCTestCase {
                     XCTAssertEqual(Double(got[i * 2 * ks.nr + s * ks.nr + j]), ref[i * n + Int(p) * ks.nr + j], accuracy: 1e-4)
                 }
             }
+        }
+    }
+}
+
+/// Operands for the narrow-kernel tests: W (n × k, packed) and x with m + 3 rows, of which `rows` gathers m (repeats
+/// allowed), so A is read through a row map as the gather paths do.
+private struct NarrowCase {
+    let m: Int, k: Int
+    let x: [Float], w: [Float], bias: [Float], rows: [Int32]
+    let packed: PackedWeights
+
+    init(m: Int, n: Int, k: Int, engine: GemmEngine, rng: inout SplitMix64) {
+        self.m = m; self.k = k
+        let rowsTotal = m + 3
+        x = (0..<(rowsTotal * k)).map { _ in rng.nextFloat() - 0.5 }
+        w = (0..<(n * k)).map { _ in rng.nextFloat() - 0.5 }
+        bias = (0..<n).map { _ in rng.nextFloat() - 0.5 }
+        rows = (0..<m).map { _ in Int32(rng.next() % UInt64(rowsTotal)) }
+        let w = self.w
+        packed = w.withUnsafeBufferPointer { engine.packWeights($0.baseAddress!, n: n, k: k, ldw: k) }
+    }
+
+    /// Runs `fast` (A, C, epilogue; C = m × width for units lo..<lo + width, pre-filled at random) against the float64
+    /// reference with beta, bias and ReLU.
+    func check(lo: Int, width: Int, beta: Float, rng: inout SplitMix64, _ tag: String,
+               fast: (MatrixOperand, OutputOperand, Epilogue) -> Void) {
+        let c0 = (0..<(m * width)).map { _ in rng.nextFloat() - 0.5 }
+        var got = c0, want = c0
+        let k = self.k, m = self.m
+        x.withUnsafeBufferPointer { xp in w.withUnsafeBufferPointer { wp in bias.withUnsafeBufferPointer { bp in
+            rows.withUnsafeBufferPointer { rp in
+                let a = MatrixOperand(base: xp.baseAddress!, rowStride: k, colStride: 1, rowIndex: rp.baseAddress!)
+                got.withUnsafeMutableBufferPointer { cp in
+                    // The kernels index the bias by unit (they shift it by lo themselves).
+                    fast(a, OutputOperand(base: cp.baseAddress!, rowStride: width), Epilogue(beta: beta, bias: bp.baseAddress!, relu: true))
+                }
+                want.withUnsafeMutableBufferPointer { cp in
+                    Reference.gemm(m: m, n: width, k: k, a: a,
+                                   b: MatrixOperand(base: wp.baseAddress! + lo * k, rowStride: 1, colStride: k),
+                                   c: OutputOperand(base: cp.baseAddress!, rowStride: width),
+                                   epilogue: Epilogue(beta: beta, bias: bp.baseAddress! + lo, relu: true))
+                }
+            }
+        } } }
+        for i in got.indices {
+            XCTAssertEqual(got[i], want[i], accuracy: 1e-4 * (Float(k).squareRoot() + abs(want[i])), "\(tag) [\(i)]")
         }
     }
 }
