@@ -70,6 +70,20 @@ public struct MachineLimits: Codable, Sendable, Equatable {
         return (fitting.max { $0.threads < $1.threads } ?? candidates.min { $0.threads < $1.threads })?.gigabytesPerSecond
     }
 
+    /// The least time `bytes` can be read in on `threads` threads: at the bandwidth measured for the smallest level
+    /// whose measured working set holds them (L2, L3, else DRAM; triad, else copy). A floor, not a prediction: data
+    /// that stays in a higher cache reads faster. Nil when no level was measured.
+    public func streamingFloor(bytes: Int, threads: Int) -> (seconds: Double, level: String, gigabytesPerSecond: Double)? {
+        for level in ["L2", "L3", "DRAM"] {
+            let measured = bandwidth.filter { $0.level == level }
+            guard let size = measured.map(\.workingSetBytes).max(), level == "DRAM" || bytes <= size else { continue }
+            guard let gbps = bandwidth(level, threads: threads) ?? bandwidth(level, kernel: "copy", threads: threads),
+                  gbps > 0 else { continue }
+            return (Double(bytes) / (gbps * 1e9), level, gbps)
+        }
+        return nil
+    }
+
     /// The DRAM roof (triad) for `threads` threads, in GB/s.
     public func memoryBandwidth(threads: Int) -> Double {
         bandwidth("DRAM", threads: threads) ?? bandwidth("DRAM", kernel: "copy", threads: threads) ?? 0

@@ -62,4 +62,24 @@ final class MachineLimitsTests: XCTestCase {
         XCTAssertEqual(l.bandwidth("L2", threads: 4), 200)
         XCTAssertNil(l.bandwidth("L1", threads: 1))
     }
+
+    /// The streaming floor reads at the bandwidth of the smallest measured level that holds the bytes, else DRAM.
+    func testStreamingFloorPicksTheLevelThatHoldsTheBytes() throws {
+        let l = MachineLimits(fingerprint: "f", cpuModel: "c", kernel: "k", cores: 2, fmaPeakGflopsPerCore: 100,
+                              fmaPeakGflopsAllCores: 200, bandwidth: [
+                                  .init(kernel: "triad", level: "L2", workingSetBytes: 500_000, threads: 1, gigabytesPerSecond: 200),
+                                  .init(kernel: "triad", level: "L3", workingSetBytes: 16_000_000, threads: 1, gigabytesPerSecond: 100),
+                                  .init(kernel: "copy", level: "DRAM", workingSetBytes: 1 << 28, threads: 1, gigabytesPerSecond: 40),
+                                  .init(kernel: "copy", level: "DRAM", workingSetBytes: 1 << 28, threads: 2, gigabytesPerSecond: 50),
+                              ], measuredAt: "", measurementSeconds: 0)
+        let small = try XCTUnwrap(l.streamingFloor(bytes: 400_000, threads: 1))
+        XCTAssertEqual(small.level, "L2"); XCTAssertEqual(small.seconds, 400_000 / 200e9, accuracy: 1e-15)
+        XCTAssertEqual(l.streamingFloor(bytes: 6_400_000, threads: 1)?.level, "L3")
+        let big = try XCTUnwrap(l.streamingFloor(bytes: 25_700_000, threads: 2))
+        XCTAssertEqual(big.level, "DRAM"); XCTAssertEqual(big.gigabytesPerSecond, 50, "copy when no triad; 2-thread figure")
+        XCTAssertEqual(big.seconds, 25_700_000 / 50e9, accuracy: 1e-12)
+        let none = MachineLimits(fingerprint: "f", cpuModel: "c", kernel: "k", cores: 1, fmaPeakGflopsPerCore: 1,
+                                 fmaPeakGflopsAllCores: 1, bandwidth: [], measuredAt: "", measurementSeconds: 0)
+        XCTAssertNil(none.streamingFloor(bytes: 1, threads: 1))
+    }
 }

@@ -87,6 +87,10 @@ struct KernelCommand: ParsableCommand {
             print(zip(cells, widths).enumerated().map { i, cw in i < 8 && i != 0 && i != 1 && i != 2 && i != 4 && i != 5 ? Format.padRight(cw.0, cw.1) : Format.pad(cw.0, cw.1) }.joined(separator: " "))
         }
         row(header)
+        // Measured bandwidths for the MoE lines' streaming floor, if `dgperf peak` (or `profile`) cached them.
+        let limits = masks.contains("moe")
+            ? MachineLimitsCache.load(fingerprint: EnvironmentInfo.current(kernels: kernels, dgperfVersion: DGPerfVersion.string).fingerprint)
+            : nil
         var rng = SplitMix64(seed: seed)
         for d in inputs {
             for h in hidden {
@@ -161,7 +165,7 @@ struct KernelCommand: ParsableCommand {
                             }
                         }
                     }
-                    if masks.contains("moe") { try moe(d: d, h: h, b: b, x: x, gemm: gemm, rng: &rng, row: row) }
+                    if masks.contains("moe") { try moe(d: d, h: h, b: b, x: x, gemm: gemm, limits: limits, rng: &rng, row: row) }
                 }
             }
         }
@@ -179,7 +183,8 @@ struct KernelCommand: ParsableCommand {
     }
 
     /// MoE top-2 of 8 (expert hidden H/4, capacity 1.25, Dout = D) vs a dense D→H'→D MLP with the same executed MACs.
-    private func moe(d: Int, h: Int, b: Int, x: [Float], gemm: GemmEngine, rng: inout SplitMix64, row: ([String]) -> Void) throws {
+    private func moe(d: Int, h: Int, b: Int, x: [Float], gemm: GemmEngine, limits: MachineLimits?, rng: inout SplitMix64,
+                     row: ([String]) -> Void) throws {
         let experts = 8, hE = max(1, h / 4)
         let weights = try MoEWeights.random(inFeatures: d, hidden: hE, outFeatures: d, experts: experts, seed: rng.next())
         let config = MoEConfig(experts: experts, topK: 2, capacityFactor: 1.25)
@@ -217,7 +222,19 @@ struct KernelCommand: ParsableCommand {
         print("    moe: time / dense with same executed MACs = \(Format.fixed(ratio, 2))× median, \(Format.fixed(tMoE.min / tDense.min, 2))× min (target ≤ 1.30); load \(rep.load) capacity \(rep.capacity) dropped \(rep.droppedAssignments) assignments (\(rep.droppedTokens) tokens); router MACs \(rep.cost.overhead.macs)")
         let phases = ["router", "dispatch", "experts", "combine"].map { "\($0) \(Format.fixed((rep.phaseSeconds[$0] ?? 0) * 1e3, 4))" }
         print("    moe phases (ms, last call): " + phases.joined(separator: ", ") + "; tokens per expert ≈ \(b * 2 / experts)")
+        // The weights each call must read, and how long that takes at least (machine limits cached by `dgperf peak`).
+        let expertBytes = rep.load.filter { $0 > 0 }.count * 2 * hE * d * 4, denseBytes = 2 * hEq * d * 4
+        var line = "    moe weights: \(megabytes(expertBytes)) MB of expert weights read per call (dense-equivalent \(megabytes(denseBytes)) MB)"
+        if let limits, let floor = limits.streamingFloor(bytes: expertBytes, threads: threads) {
+            line += "; reading them takes ≥ \(Format.fixed(floor.seconds * 1e3, 3)) ms at \(Format.fixed(floor.gigabytesPerSecond, 0)) GB/s"
+                + " (\(floor.level), \(threads) thread\(threads == 1 ? "" : "s"), measured) = \(Format.fixed(floor.seconds / tDense.median, 2))× the dense-equivalent time"
+        } else {
+            line += "; run `dgperf peak` once to also print the bandwidth floor"
+        }
+        print(line)
     }
+
+    private func megabytes(_ bytes: Int) -> String { Format.fixed(Double(bytes) / 1e6, 1) }
 
     private func times(_ s: Summary) -> [String] {
         [Format.fixed(s.min * 1e3, 4), Format.fixed(s.median * 1e3, 4), Format.fixed(s.p95 * 1e3, 4)]
