@@ -313,7 +313,7 @@ public final class GemmEngine: @unchecked Sendable {
             // demand rate: 8 experts × (64 tokens, 784 → 512 → 784) took 615 µs per expert instead of 445 with the
             // weights hot; with the prefetch 480. (Freshly packed panels are in L2 already: 1–2 % slower with it.)
             // At most `prefetchLinesPerStrip` per strip: a few-row GEMM has few strips, and bursts of 100+ prefetches
-            // before each stalled it (8 tokens, 784 → 128 → 784 experts: 18.5 → 21.7 µs).
+            // before each stalled it (8-token experts, 784 → 128 → 784: 21.7 µs uncapped, 18.5 capped and without).
             var prefetchNext: UnsafeRawPointer? = nil, prefetchLeft = 0, prefetchPerStrip = 0
             if panels.prePacked, jp + 1 < panelRange.upperBound {
                 prefetchNext = UnsafeRawPointer(panels.panel(jp + 1).0)
