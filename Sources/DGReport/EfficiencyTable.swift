@@ -60,8 +60,12 @@ public enum EfficiencyTable {
     }
 
     static func legend(_ results: RunResults) -> [String] {
+        let paired = results.dgperfCells.contains { $0.referenceTiming != nil }
+        let speedup = paired
+            ? "speedup = median over repetitions of dense time / this time, the same shape's dense model timed alternately with this cell (ABBA)"
+            : "speedup = dense median / this median, same run and shape"
         var notes = [
-            "time: median ms per forward call, 95% CI of the median from order statistics; speedup = dense median / this median, same run and shape; ideal = 1/r; efficiency = speedup / ideal",
+            "time: median ms per forward call, 95% CI of the median from order statistics; \(speedup); ideal = 1/r; efficiency = speedup / ideal",
             "rel MAC paper = useful MACs / dense MACs (what papers report); rel MAC net adds gate/router/packing overhead",
             "masks: \(results.spec.masks); \(results.spec.cold ? "cold caches (flushed before each sample)" : "warm caches"); worker pinning: \(results.environment.pinning) (per-cell pinned/migration checks in results.json)",
         ]

@@ -1,4 +1,6 @@
+import DGKernels
 import DGModels
+import DGStats
 import XCTest
 @testable import DGHarness
 
@@ -187,5 +189,53 @@ enum FileManagerLite {
             if name != "." && name != ".." { out.append(name) }
         }
         return out.sorted()
+    }
+}
+
+/// Speedups over a dense reference timed alternately with the cell (drift on a shared machine hits both alike).
+final class PairedReferenceTests: XCTestCase {
+    /// The real measurer pairs every non-dense cell with its group's dense model: as many reference samples as cell
+    /// samples, and the speedup is the median of the per-repetition ratios; dense cells are not paired.
+    func testGatedCellsArePairedWithTheirDenseReference() throws {
+        var spec = SweepSpec(preset: "test", models: [.dense, .dropout, .dg], hidden: [[16]], batches: [4],
+                             activeFractions: [0.5], granularities: [1], maskKinds: [.perSample], threads: [1],
+                             inputFeatures: 8, classes: 3)
+        spec.repetition = RepetitionPolicy(warmupCalls: 1, warmupSeconds: 0, minSampleSeconds: 1e-5, minReps: 5, maxReps: 7,
+                                           budgetSeconds: 0.001, targetRelativeCI: 0)
+        let measurer = KernelCellMeasurer(kernels: try KernelSet.select(.auto), measurePeak: false)
+        let runner = SweepRunner(spec: spec, shard: nil, store: ResultsStore(directory: tempDir()), measurer: measurer,
+                                 now: { "2025-01-01T00:00:00Z" })
+        let results = try runner.run(environment: testEnvironment()).1
+        XCTAssertNil(results.cell("dense h=16 b=4 t=1")?.referenceTiming)
+        for key in ["dropout h=16 b=4 t=1", "dg h=16 b=4 t=1 r=0.5 g=1 mask=per-sample"] {
+            let c = try XCTUnwrap(results.cell(key), key)
+            let reference = try XCTUnwrap(c.referenceTiming, key)
+            XCTAssertEqual(reference.samples.count, c.timing?.samples.count, key)
+            let ratios = try XCTUnwrap(c.pairedSpeedups, key)
+            XCTAssertEqual(c.derived?.speedup, Summary(ratios)?.median, key)
+        }
+    }
+
+    /// With a paired reference the speedup comes from it, not from the group's dense cell (which may have been timed
+    /// in another load regime), and compare's per-repetition speedups are the paired ratios; without one, the dense
+    /// cell serves as before.
+    func testPairedSpeedupOverridesTheDenseCell() throws {
+        let cell = Cell(model: .dg, hidden: [16], batch: 4, threads: 1, activeFraction: 0.5, granularity: 1, maskKind: .perSample)
+        let dense = CellResult(cell: Cell(model: .dense, hidden: [16], batch: 4, threads: 1), status: .ok, measuredAt: "",
+                               masks: "synthetic", timing: timing(Array(repeating: 10, count: 9)),
+                               cost: CostBreakdown(useful: KernelCost(macs: 100)), denseCost: KernelCost(macs: 100))
+        let cellSamples: [Double] = [5, 5, 5, 5, 5, 5, 5, 5, 5], referenceSamples: [Double] = [20, 20, 20, 20, 20, 20, 20, 21, 19]
+        var paired = CellResult(cell: cell, status: .ok, measuredAt: "", masks: "synthetic", timing: timing(cellSamples),
+                                cost: CostBreakdown(useful: KernelCost(macs: 50)), denseCost: KernelCost(macs: 100),
+                                referenceTiming: timing(referenceSamples))
+        XCTAssertEqual(Derivation.derive(paired, dense: dense)?.speedup, 4)
+        XCTAssertEqual(Compare.samples(.speedup, paired, dense), zip(referenceSamples, cellSamples).map { $0 / $1 })
+        paired.referenceTiming = nil
+        XCTAssertEqual(Derivation.derive(paired, dense: dense)?.speedup, 2)
+        XCTAssertEqual(Compare.samples(.speedup, paired, dense), Array(repeating: 2, count: 9))
+    }
+
+    private func timing(_ samples: [Double]) -> CellTiming {
+        CellTiming(samples: samples, innerCalls: 1, warmupCalls: 1, stopReason: .maxReps)
     }
 }

@@ -126,7 +126,9 @@ public enum Compare {
         case .time:
             return t.samples
         case .speedup:
-            guard c.cell.model != .dense, let d = dense?.timing?.summary.median else { return nil }
+            guard c.cell.model != .dense else { return nil }
+            if let paired = c.pairedSpeedups { return paired }
+            guard let d = dense?.timing?.summary.median else { return nil }
             return t.samples.map { d / $0 }
         case .peakFraction:
             guard let cost = c.cost, let peak = c.peakGflopsPerCore, peak > 0 else { return nil }

@@ -5,8 +5,9 @@ import Glibc
 
 /// What measuring one cell produced (before derivation).
 public enum CellMeasurement: Sendable {
+    /// `reference`: the group's dense model timed alternately with the cell (see `CellResult.referenceTiming`).
     case measured(timing: CellTiming, cost: CostBreakdown, denseCost: KernelCost, activeFraction: Double,
-                  notes: [String: String], runtime: RuntimeStatistics?)
+                  notes: [String: String], runtime: RuntimeStatistics?, reference: CellTiming? = nil)
     case skipped(String)
     case failed(String)
 }
@@ -48,6 +49,8 @@ public final class KernelCellMeasurer: CellMeasuring {
     /// computation) came out "1.1–1.2× faster than dense". Start-up transients outlast a per-cell warm-up.
     static let firstCellWarmupSeconds = 0.3
     private var warmedUp = false
+    /// The last dense reference model built (see `measure`), keyed by shape, spec and threads.
+    private var lastReference: (key: String, model: InferenceModel)?
 
     public init(kernels: KernelSet, measurePeak: Bool = true, environment: [String: String] = [:]) {
         self.kernels = kernels
@@ -75,30 +78,29 @@ public final class KernelCellMeasurer: CellMeasuring {
     }
 
     public func measure(_ cell: Cell, spec: SweepSpec) throws -> CellMeasurement {
-        var modelSpec = cell.modelSpec(spec)
         var notes: [String: String] = [:]
-        if sparseDisabled && cell.model != .dense && cell.model != .dropout {
-            modelSpec.kind = .dense
-            notes["sparsePath"] = "disabled by DGPERF_DISABLE_SPARSE=1 (ran the dense model)"
-        }
         let (executor, engine) = engine(threads: cell.threads)
         let model: InferenceModel
+        // The group's dense model, timed alternately with a gated (or dropout) cell for a drift-proof speedup.
+        var reference: InferenceModel? = nil
         do {
-            if spec.masks.hasPrefix("trained:"), !sparseDisabled {
-                let dir = String(spec.masks.dropFirst("trained:".count))
-                if trained?.directory != dir { trained = try TrainedWeights.scan(dir) }
-                if let entry = trained!.entry(for: cell) {
-                    model = try ModelFactory.load(entry.path, engine: engine)
-                    notes["weights"] = entry.path
-                    notes["accuracy"] = String(entry.testAccuracy)
-                } else if cell.model == .dense {
-                    model = try ModelFactory.synthetic(modelSpec, engine: engine, seed: spec.seed)
-                    notes["weights"] = "synthetic dense reference (no trained dense model of this shape in \(dir))"
+            switch try makeModel(cell, spec: spec, engine: engine, notes: &notes) {
+            case .success(let m): model = m
+            case .failure(let skip): return .skipped(skip.reason)
+            }
+            if cell.model != .dense {
+                // Built once per shape group (its cells come one after another), not per cell.
+                let denseCell = Cell(model: .dense, hidden: cell.hidden, batch: cell.batch, threads: cell.threads)
+                let key = "\(denseCell.key) \(spec.inputFeatures) \(spec.classes) \(spec.seed) \(spec.masks)"
+                if let last = lastReference, last.key == key {
+                    reference = last.model
                 } else {
-                    return .skipped("no trained weights in \(dir) for this cell")
+                    var referenceNotes: [String: String] = [:]
+                    if case .success(let m) = try makeModel(denseCell, spec: spec, engine: engine, notes: &referenceNotes) {
+                        reference = m
+                        lastReference = (key, m)
+                    }
                 }
-            } else {
-                model = try ModelFactory.synthetic(modelSpec, engine: engine, seed: spec.seed)
             }
         } catch let e as ModelError {
             if case .notImplemented = e { return .skipped("\(e)") }
@@ -109,55 +111,104 @@ public final class KernelCellMeasurer: CellMeasuring {
         let inputs = KernelCellMeasurer.makeInputs(spec: spec, batch: batch)
         let output = AlignedBuffer(capacity: max(batch * spec.classes, 1))
         var variant = 0
-        func call() throws -> ForwardReport {
+        func call(_ m: InferenceModel) throws -> ForwardReport {
             defer { variant = (variant + 1) % variants }
-            return try model.forward(input: inputs.pointer + variant * batch * inF, batch: batch, output: output.pointer)
+            return try m.forward(input: inputs.pointer + variant * batch * inF, batch: batch, output: output.pointer)
         }
         let policy = spec.repetition
         do {
             // Cost: mean over the input variants (per-sample gates may differ by input).
             var cost = CostBreakdown.zero, active = 0.0
             for _ in 0..<variants {
-                let r = try call()
+                let r = try call(model)
                 cost += r.cost; active += r.activeFraction
                 for (k, v) in r.notes { notes[k] = v }
             }
             cost = CostBreakdown(useful: cost.useful.divided(by: variants), overhead: cost.overhead.divided(by: variants),
                                  wasted: cost.wasted.divided(by: variants))
-            // Warm-up.
+            // Warm-up (the reference too).
             let w0 = monotonicNanos()
             var warmup = 0
             let warmupSeconds = warmedUp ? policy.warmupSeconds : max(policy.warmupSeconds, Self.firstCellWarmupSeconds)
             warmedUp = true
             while warmup < policy.warmupCalls || Double(monotonicNanos() - w0) * 1e-9 < warmupSeconds {
-                _ = try call(); warmup += 1
+                _ = try call(model); if let reference { _ = try call(reference) }
+                warmup += 1
                 if Interrupt.requested { throw SweepInterrupted() }
             }
-            let single = try timeSeconds { _ = try call() }
-            let inner = policy.innerCalls(singleCallSeconds: single, cold: spec.cold)
+            let paired = reference != nil
+            let inner = policy.innerCalls(singleCallSeconds: try timeSeconds { _ = try call(model) }, cold: spec.cold, paired: paired)
+            let referenceInner = try reference.map {
+                policy.innerCalls(singleCallSeconds: try timeSeconds { [m = $0] in _ = try call(m) }, cold: spec.cold, paired: true)
+            } ?? 1
             _ = ExecutorFactory.statistics(executor)  // reset counters before the timed region
-            var samples: [Double] = []
+            var samples: [Double] = [], referenceSamples: [Double] = []
             var timed = 0.0
             var stop: RepetitionPolicy.StopReason?
+            // Each sample starts from the model's own caches: after a switch one untimed call brings its weights back,
+            // and paired samples last ≥ `RepetitionPolicy.pairedMinSampleSeconds` so what the switch leaves behind is
+            // amortised (see there); `--cold` flushes instead.
+            func prepare(_ m: InferenceModel) throws {
+                if spec.cold { flushCaches() } else if paired { _ = try call(m) }
+            }
+            func referenceSample() throws {
+                guard let reference else { return }
+                try prepare(reference)
+                let r = try timeSeconds { for _ in 0..<referenceInner { _ = try call(reference) } }
+                referenceSamples.append(r / Double(referenceInner))
+            }
             while stop == nil {
-                if spec.cold { flushCaches() }
-                let t = try timeSeconds { for _ in 0..<inner { _ = try call() } }
+                // One sample of the reference and one of the cell per repetition, so whatever load the machine sees hits
+                // both; the order alternates (ABBA).
+                let referenceFirst = samples.count % 2 == 0
+                if referenceFirst { try referenceSample() }
+                try prepare(model)
+                let t = try timeSeconds { for _ in 0..<inner { _ = try call(model) } }
                 samples.append(t / Double(inner))
                 timed += t
+                if !referenceFirst { try referenceSample() }
                 if Interrupt.requested { throw SweepInterrupted() }
                 stop = policy.stopReason(samples: samples, timedSeconds: timed)
             }
             let timing = CellTiming(samples: samples, innerCalls: inner, warmupCalls: warmup, stopReason: stop!)
+            let referenceTiming = reference == nil ? nil
+                : CellTiming(samples: referenceSamples, innerCalls: referenceInner, warmupCalls: warmup, stopReason: stop!)
             let runtime = ExecutorFactory.statistics(executor)
             if runtime?.workersMoved == true {
                 notes["flag"] = "workers moved off their cores during the timed region (see runtime)"
             }
             return .measured(timing: timing, cost: cost, denseCost: model.denseCost(batch: batch),
-                             activeFraction: active / Double(variants), notes: notes, runtime: runtime)
+                             activeFraction: active / Double(variants), notes: notes, runtime: runtime,
+                             reference: referenceTiming)
         } catch let e as ModelError {
             if case .notImplemented = e { return .skipped("\(e)") }
             return .failed("\(e)")
         }
+    }
+
+    struct Skip: Error { let reason: String }
+
+    /// The model a cell times: synthetic, or trained weights (`--weights`); a dense cell without trained dense weights
+    /// falls back to a synthetic dense model. `.failure` is a skip with its reason.
+    func makeModel(_ cell: Cell, spec: SweepSpec, engine: GemmEngine, notes: inout [String: String]) throws -> Result<InferenceModel, Skip> {
+        var modelSpec = cell.modelSpec(spec)
+        if sparseDisabled && cell.model != .dense && cell.model != .dropout {
+            modelSpec.kind = .dense
+            notes["sparsePath"] = "disabled by DGPERF_DISABLE_SPARSE=1 (ran the dense model)"
+        }
+        guard spec.masks.hasPrefix("trained:"), !sparseDisabled else {
+            return .success(try ModelFactory.synthetic(modelSpec, engine: engine, seed: spec.seed))
+        }
+        let dir = String(spec.masks.dropFirst("trained:".count))
+        if trained?.directory != dir { trained = try TrainedWeights.scan(dir) }
+        if let entry = trained!.entry(for: cell) {
+            notes["weights"] = entry.path
+            notes["accuracy"] = String(entry.testAccuracy)
+            return .success(try ModelFactory.load(entry.path, engine: engine))
+        }
+        guard cell.model == .dense else { return .failure(Skip(reason: "no trained weights in \(dir) for this cell")) }
+        notes["weights"] = "synthetic dense reference (no trained dense model of this shape in \(dir))"
+        return .success(try ModelFactory.synthetic(modelSpec, engine: engine, seed: spec.seed))
     }
 
     /// Input rows per cell: inputs are generated before timing and samples rotate through a few variants,

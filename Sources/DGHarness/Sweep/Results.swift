@@ -66,7 +66,8 @@ public struct DerivedFigures: Codable, Sendable, Equatable {
     public var gflops: Double
     /// gflops / (measured one-core FMA peak × threads).
     public var fractionOfPeak: Double?
-    /// Dense median time / this median time (same run, same shape). nil when the dense cell is missing.
+    /// Dense median time / this median time (same run, same shape): the median of per-repetition ratios over the
+    /// paired reference when the cell has one, else the dense cell's median over this one. nil when neither exists.
     public var speedup: Double?
     /// Speedup range from the two medians' 95 % CIs.
     public var speedupLow: Double?
@@ -106,6 +107,11 @@ public struct CellResult: Codable, Sendable, Equatable {
     /// One-core FMA peak (GFLOP/s) measured by the run that measured this cell.
     public var peakGflopsPerCore: Double?
     public var timing: CellTiming?
+    /// The group's dense model timed alternately with this cell (one sample of each per repetition), so drift of a
+    /// shared machine hits both alike: the speedup is then the median of the per-repetition ratios. Optional in the
+    /// file (schema unchanged): absent for dense and peer cells and in files written before pairing, whose speedup
+    /// comes from the group's dense cell.
+    public var referenceTiming: CellTiming?
     /// Executed work of one forward call.
     public var cost: CostBreakdown?
     /// The dense model's work for the same batch (denominator of relative MAC).
@@ -122,11 +128,18 @@ public struct CellResult: Codable, Sendable, Equatable {
     public init(cell: Cell, status: CellStatus, reason: String? = nil, measuredAt: String, masks: String,
                 peakGflopsPerCore: Double? = nil, timing: CellTiming? = nil, cost: CostBreakdown? = nil,
                 denseCost: KernelCost? = nil, measuredActiveFraction: Double? = nil, notes: [String: String] = [:],
-                runtime: RuntimeStatistics? = nil, accuracy: Double? = nil, impl: Implementation = .dgperf) {
+                runtime: RuntimeStatistics? = nil, accuracy: Double? = nil, impl: Implementation = .dgperf,
+                referenceTiming: CellTiming? = nil) {
         key = CellResult.key(cell, impl); self.impl = impl; self.cell = cell; self.status = status; self.reason = reason; self.measuredAt = measuredAt
         self.masks = masks; self.peakGflopsPerCore = peakGflopsPerCore; self.timing = timing; self.cost = cost
         self.denseCost = denseCost; self.measuredActiveFraction = measuredActiveFraction; self.notes = notes
-        self.runtime = runtime; self.accuracy = accuracy
+        self.runtime = runtime; self.accuracy = accuracy; self.referenceTiming = referenceTiming
+    }
+
+    /// Per-repetition speedups over the paired dense reference (nil when the cell was not paired).
+    public var pairedSpeedups: [Double]? {
+        guard let r = referenceTiming?.samples, let t = timing?.samples, r.count == t.count, !t.isEmpty else { return nil }
+        return zip(r, t).map { $0 / $1 }
     }
 
     /// Median seconds per forward call (ok cells).
@@ -177,6 +190,9 @@ enum Derivation {
         var speedup: Double?, low: Double?, high: Double?
         if c.cell.model == .dense {
             speedup = 1
+        } else if let ratios = c.pairedSpeedups, let s = Summary(ratios) {
+            speedup = s.median
+            if let ci = MedianInterval(ratios) { low = ci.lower; high = ci.upper }
         } else if let d = dense?.timing {
             speedup = d.summary.median / t.summary.median
             low = d.medianCI.lower / t.medianCI.upper

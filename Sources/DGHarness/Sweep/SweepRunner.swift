@@ -119,11 +119,11 @@ public final class SweepRunner {
 
     func makeRecord(_ cell: Cell, _ m: CellMeasurement) -> CellResult {
         switch m {
-        case .measured(let timing, let cost, let denseCost, let active, let notes, let runtime):
+        case .measured(let timing, let cost, let denseCost, let active, let notes, let runtime, let reference):
             return CellResult(cell: cell, status: .ok, measuredAt: now(), masks: spec.masks,
                               peakGflopsPerCore: measurer.peakGflopsPerCore, timing: timing, cost: cost,
                               denseCost: denseCost, measuredActiveFraction: active, notes: notes, runtime: runtime,
-                              accuracy: notes["accuracy"].flatMap(Double.init))
+                              accuracy: notes["accuracy"].flatMap(Double.init), referenceTiming: reference)
         case .skipped(let why):
             return CellResult(cell: cell, status: .skipped, reason: why, measuredAt: now(), masks: spec.masks)
         case .failed(let why):
