@@ -2,7 +2,8 @@ import DGStats
 
 /// What `dgperf compare` judges. All are oriented so that "higher is better" after `orientation`.
 public enum CompareMetric: String, CaseIterable, Codable, Sendable {
-    /// Same-run ratio: dense median / this cell's time per repetition (non-dense cells).
+    /// Same-run ratio per repetition (non-dense cells): the paired dense sample / this cell's sample, or (records without
+    /// a paired reference) the dense cell's median / this cell's sample.
     case speedup
     /// Same-run ratio: executed GFLOP/s per repetition / (same-run measured FMA peak × threads).
     case peakFraction = "peak-fraction"

@@ -81,7 +81,7 @@ public final class KernelCellMeasurer: CellMeasuring {
         var notes: [String: String] = [:]
         let (executor, engine) = engine(threads: cell.threads)
         let model: InferenceModel
-        // The group's dense model, timed alternately with a gated (or dropout) cell for a drift-proof speedup.
+        // The group's dense model, timed alternately with a gated (or dropout) cell so drift hits both sides of its speedup.
         var reference: InferenceModel? = nil
         do {
             switch try makeModel(cell, spec: spec, engine: engine, notes: &notes) {
