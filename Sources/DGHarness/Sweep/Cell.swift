@@ -139,13 +139,17 @@ extension SweepSpec {
     }
 
     /// Rough wall time to measure one cell under the repetition policy: warm-up, then the time budget or
-    /// `minReps` samples of at least one call (dense-equivalent MACs at ~100 GMAC/s per thread), whichever is longer.
+    /// `minReps` samples of at least one call (dense-equivalent MACs at ~100 GMAC/s per thread), whichever is longer;
+    /// twice that for a cell paired with its dense reference (every non-dense cell).
     func estimatedSeconds(_ c: Cell) -> Double {
         let dims = [inputFeatures] + c.hidden + [classes]
         var macs = 0.0
         for l in 0..<(dims.count - 1) { macs += Double(c.batch * dims[l] * dims[l + 1]) }
         let call = max(macs / (100e9 * Double(c.threads)), 2e-6)
-        let sample = max(repetition.minSampleSeconds, call)
-        return repetition.warmupSeconds + max(repetition.budgetSeconds, Double(repetition.minReps) * sample)
+        let paired = c.model != .dense
+        let sample = max(paired ? max(repetition.minSampleSeconds, RepetitionPolicy.pairedMinSampleSeconds)
+                                : repetition.minSampleSeconds, call)
+        let timed = repetition.warmupSeconds + max(repetition.budgetSeconds, Double(repetition.minReps) * sample)
+        return paired ? 2 * timed : timed
     }
 }

@@ -60,7 +60,8 @@ public final class SweepRunner {
         results.complete = false
         results.updatedAt = now()
         try store.write(results)
-        let perCell = (spec.repetition.budgetSeconds + spec.repetition.warmupSeconds + 0.05) * Double(1 + peerImpls.count)
+        // Most cells are paired with their dense reference: about twice the budget each.
+        let perCell = (spec.repetition.budgetSeconds + spec.repetition.warmupSeconds + 0.05) * Double(2 + peerImpls.count)
         observer?.sweepStarted(totalCells: cells.count, alreadyDone: cells.count - pendingOwn.count, estimatedSecondsPerCell: perCell)
         var index = cells.count - pendingOwn.count
         for cell in pending {
