@@ -66,8 +66,8 @@ public struct DerivedFigures: Codable, Sendable, Equatable {
     public var gflops: Double
     /// gflops / (measured one-core FMA peak × threads).
     public var fractionOfPeak: Double?
-    /// Dense median time / this median time (same run, same shape): the median of per-repetition ratios over the
-    /// paired reference when the cell has one, else the dense cell's median over this one. nil when neither exists.
+    /// Speedup over the dense model of the same shape, same run: the median of per-repetition ratios (reference /
+    /// this) when the cell was paired, else the dense cell's median / this median. nil when neither exists.
     public var speedup: Double?
     /// Speedup range from the two medians' 95 % CIs.
     public var speedupLow: Double?
