@@ -28,6 +28,9 @@ public struct Cell: Codable, Sendable, Hashable {
     /// Whether the model gates units (its r is a sweep axis).
     public static func isGated(_ kind: ModelKind) -> Bool { kind == .dg || kind == .random }
 
+    /// Timed alternately with its shape's dense model (every cell but the dense one; see `CellResult.referenceTiming`).
+    public var pairsWithDense: Bool { model != .dense }
+
     /// The shape group: cells that share it are compared with the same dense reference.
     public var groupKey: String { "h=\(hidden.map(String.init).joined(separator: "x")) b=\(batch) t=\(threads)" }
 
@@ -146,9 +149,8 @@ extension SweepSpec {
         var macs = 0.0
         for l in 0..<(dims.count - 1) { macs += Double(c.batch * dims[l] * dims[l + 1]) }
         let call = max(macs / (100e9 * Double(c.threads)), 2e-6)
-        let paired = c.model != .dense
-        let sample = max(paired ? max(repetition.minSampleSeconds, RepetitionPolicy.pairedMinSampleSeconds)
-                                : repetition.minSampleSeconds, call)
+        let paired = c.pairsWithDense
+        let sample = max(repetition.minimumSampleSeconds(paired: paired), call)
         let timed = repetition.warmupSeconds + max(repetition.budgetSeconds, Double(repetition.minReps) * sample)
         return paired ? 2 * timed : timed
     }

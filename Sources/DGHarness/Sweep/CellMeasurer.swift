@@ -88,7 +88,7 @@ public final class KernelCellMeasurer: CellMeasuring {
             case .success(let m): model = m
             case .failure(let skip): return .skipped(skip.reason)
             }
-            if cell.model != .dense {
+            if cell.pairsWithDense {
                 // Built once per shape group (its cells come one after another), not per cell.
                 let denseCell = Cell(model: .dense, hidden: cell.hidden, batch: cell.batch, threads: cell.threads)
                 let key = "\(denseCell.key) \(spec.inputFeatures) \(spec.classes) \(spec.seed) \(spec.masks)"

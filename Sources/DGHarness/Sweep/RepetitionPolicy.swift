@@ -46,12 +46,15 @@ public struct RepetitionPolicy: Codable, Sendable, Equatable {
     /// Shortest sample of a cell paired with its dense reference (see the type's note).
     public static let pairedMinSampleSeconds = 0.01
 
-    /// Calls per sample so that one sample lasts ≥ `minSampleSeconds` (≥ `pairedMinSampleSeconds` when `paired`),
-    /// given one call's duration.
+    /// The shortest sample: `minSampleSeconds`, at least `pairedMinSampleSeconds` for a paired cell.
+    public func minimumSampleSeconds(paired: Bool) -> Double {
+        paired ? max(minSampleSeconds, Self.pairedMinSampleSeconds) : minSampleSeconds
+    }
+
+    /// Calls per sample so that one sample lasts ≥ `minimumSampleSeconds(paired:)`, given one call's duration.
     public func innerCalls(singleCallSeconds: Double, cold: Bool, paired: Bool = false) -> Int {
         if cold { return 1 }
-        let minimum = paired ? max(minSampleSeconds, Self.pairedMinSampleSeconds) : minSampleSeconds
-        let n = (minimum / max(singleCallSeconds, 1e-9)).rounded(.up)
+        let n = (minimumSampleSeconds(paired: paired) / max(singleCallSeconds, 1e-9)).rounded(.up)
         return Int(min(max(n, 1), 1e6))
     }
 }
