@@ -98,46 +98,38 @@ enum Pack {
                     if cols < nr { for j in cols..<nr { o[j] = 0 } }
                 }
             } else if b.rowStride == 1 && b.rowIndex == nil {
-                // Transposed B (B = Wᵀ, W row-major): each column is a contiguous weight row. Transpose
-                // 4×4 blocks in SIMD registers (4 loads, shuffles, 4 stores per 16 floats); the panel
-                // (kc·NR·4 bytes) stays in L1. Scalar code for the ragged edges.
-                let k4 = kc & ~3
-                var j = 0
-                while j + 4 <= cols {
-                    let s0 = b.base + b.physicalCol(jBase + j) * b.colStride + p0
-                    let s1 = b.base + b.physicalCol(jBase + j + 1) * b.colStride + p0
-                    let s2 = b.base + b.physicalCol(jBase + j + 2) * b.colStride + p0
-                    let s3 = b.base + b.physicalCol(jBase + j + 3) * b.colStride + p0
+                // Transposed B (B = Wᵀ with W row-major, or the activations in `gemmWeightRows`): each column is a
+                // contiguous source row. Four k at a time across all the panel's columns, so each k-row of the panel
+                // is written whole and in order (column-outer order wrote it in 16-byte pieces 128 bytes apart and
+                // was store-bound), each 4 × 4 block in eight shuffles (`transpose4x4`): 32 × 784 floats 12 → 17
+                // floats/ns. Ragged columns, padding and the last kc % 4 steps are scalar.
+                let full = cols & ~3, k4 = kc & ~3
+                withUnsafeTemporaryAllocation(of: UnsafePointer<Float>.self, capacity: max(full, 1)) { column in
+                    for j in 0..<full { column[j] = b.base + b.physicalCol(jBase + j) * b.colStride + p0 }
+                    @inline(__always) func edge(_ k: Int, _ o: UnsafeMutablePointer<Float>, from j0: Int) {
+                        for j in j0..<nr { o[j] = j < cols ? b.element(p0 + k, jBase + j) : 0 }
+                    }
                     var k = 0
                     while k < k4 {
-                        let r0 = UnsafeRawPointer(s0 + k).loadUnaligned(as: SIMD4<Float>.self)
-                        let r1 = UnsafeRawPointer(s1 + k).loadUnaligned(as: SIMD4<Float>.self)
-                        let r2 = UnsafeRawPointer(s2 + k).loadUnaligned(as: SIMD4<Float>.self)
-                        let r3 = UnsafeRawPointer(s3 + k).loadUnaligned(as: SIMD4<Float>.self)
-                        let o = UnsafeMutableRawPointer(out + k * nr + j)
+                        let o = UnsafeMutableRawPointer(out + k * nr)
                         let stride = nr * 4
-                        o.storeBytes(of: SIMD4(r0[0], r1[0], r2[0], r3[0]), as: SIMD4<Float>.self)
-                        o.storeBytes(of: SIMD4(r0[1], r1[1], r2[1], r3[1]), toByteOffset: stride, as: SIMD4<Float>.self)
-                        o.storeBytes(of: SIMD4(r0[2], r1[2], r2[2], r3[2]), toByteOffset: 2 * stride, as: SIMD4<Float>.self)
-                        o.storeBytes(of: SIMD4(r0[3], r1[3], r2[3], r3[3]), toByteOffset: 3 * stride, as: SIMD4<Float>.self)
+                        var j = 0
+                        while j < full {
+                            let t = transpose4x4(UnsafeRawPointer(column[j] + k).loadUnaligned(as: SIMD4<Float>.self),
+                                                 UnsafeRawPointer(column[j + 1] + k).loadUnaligned(as: SIMD4<Float>.self),
+                                                 UnsafeRawPointer(column[j + 2] + k).loadUnaligned(as: SIMD4<Float>.self),
+                                                 UnsafeRawPointer(column[j + 3] + k).loadUnaligned(as: SIMD4<Float>.self))
+                            let q = o + 4 * j
+                            q.storeBytes(of: t.0, as: SIMD4<Float>.self)
+                            q.storeBytes(of: t.1, toByteOffset: stride, as: SIMD4<Float>.self)
+                            q.storeBytes(of: t.2, toByteOffset: 2 * stride, as: SIMD4<Float>.self)
+                            q.storeBytes(of: t.3, toByteOffset: 3 * stride, as: SIMD4<Float>.self)
+                            j += 4
+                        }
+                        if full < nr { for kk in 0..<4 { edge(k + kk, out + (k + kk) * nr, from: full) } }
                         k += 4
                     }
-                    while k < kc {
-                        let o = out + k * nr + j
-                        o[0] = s0[k]; o[1] = s1[k]; o[2] = s2[k]; o[3] = s3[k]
-                        k += 1
-                    }
-                    j += 4
-                }
-                while j < nr {
-                    var o = out + j
-                    if j < cols {
-                        let src = b.base + b.physicalCol(jBase + j) * b.colStride + p0
-                        for k in 0..<kc { o.pointee = src[k]; o += nr }
-                    } else {
-                        for _ in 0..<kc { o.pointee = 0; o += nr }
-                    }
-                    j += 1
+                    while k < kc { edge(k, out + k * nr, from: 0); k += 1 }
                 }
             } else {
                 for k in 0..<kc {
@@ -147,4 +139,18 @@ enum Pack {
             }
         }
     }
+}
+
+/// Transposes the 4 × 4 block whose rows are r0…r3: the textbook eight shuffles (unpack low/high pairs of floats,
+/// then of 64-bit pairs). The second stage goes through `SIMD2<Double>` on purpose: written with float lanes only,
+/// LLVM merged the two stages into three-shuffle chains per output (12 shuffles, ~25 % slower).
+@inline(__always)
+func transpose4x4(_ r0: SIMD4<Float>, _ r1: SIMD4<Float>, _ r2: SIMD4<Float>, _ r3: SIMD4<Float>)
+    -> (SIMD4<Float>, SIMD4<Float>, SIMD4<Float>, SIMD4<Float>) {
+    let t0 = unsafeBitCast(SIMD4(r0[0], r1[0], r0[1], r1[1]), to: SIMD2<Double>.self)
+    let t1 = unsafeBitCast(SIMD4(r0[2], r1[2], r0[3], r1[3]), to: SIMD2<Double>.self)
+    let t2 = unsafeBitCast(SIMD4(r2[0], r3[0], r2[1], r3[1]), to: SIMD2<Double>.self)
+    let t3 = unsafeBitCast(SIMD4(r2[2], r3[2], r2[3], r3[3]), to: SIMD2<Double>.self)
+    return (unsafeBitCast(SIMD2(t0[0], t2[0]), to: SIMD4<Float>.self), unsafeBitCast(SIMD2(t0[1], t2[1]), to: SIMD4<Float>.self),
+            unsafeBitCast(SIMD2(t1[0], t3[0]), to: SIMD4<Float>.self), unsafeBitCast(SIMD2(t1[1], t3[1]), to: SIMD4<Float>.self))
 }
