@@ -1,8 +1,8 @@
-import DGKernels
+@testable import DGKernels
 import DGRuntime
 import XCTest
 
-/// SGEMM against the float64 reference on randomized and edge shapes, every variant, 1 and 2 threads,
+/// SGEMM against the float64 reference on randomized and edge shapes, every variant, 1, 2 and 5 threads,
 /// every kernel set this CPU runs, default and deliberately tiny blocking (so every loop edge is hit).
 final class GemmTests: XCTestCase {
     static let edgeDims = [1, 2, 3, 5, 7, 13, 17, 31, 33, 63, 64, 65, 127, 255, 257, 784]
@@ -27,6 +27,10 @@ final class GemmTests: XCTestCase {
                     e2.sharedPacking = shared
                     out.append(("\(ks.name)/\(label)/2t\(shared ? "" : "-private")", e2))
                 }
+                // Five workers on two cores: odd shares, work stealing under real contention, panel groups.
+                let e5 = GemmEngine(kernels: set, executor: ConcurrentPerformExecutor(workers: 5))
+                e5.parallelThresholdMACs = 0
+                out.append(("\(ks.name)/\(label)/5t", e5))
             }
         }
         return out
@@ -238,5 +242,35 @@ final class GemmTests: XCTestCase {
         XCTAssertLessThanOrEqual((p.mr + p.nr) * p.kc * 4, 48 << 10)
         let d = BlockingParameters.defaults(mr: 6, nr: 16)
         XCTAssertGreaterThan(d.kc, 0)
+    }
+}
+
+/// The rectangles a multi-worker GEMM shares out cover C exactly once, in both split orders.
+final class WorkItemsTests: XCTestCase {
+    func testRectanglesPartitionC() {
+        for workers in [2, 3, 5, 16] {
+            for mTiles in [1, 2, 5, 17, 43, 171] {
+                for nPanels in [1, 3, 16, 33] {
+                    for panelsFirst in [false, true] {
+                        let mr = 6, m = mTiles * mr - (mTiles > 1 ? 2 : 0)
+                        let items = WorkItems(mTiles: mTiles, nPanels: nPanels, mr: mr, mc: 96, workers: workers,
+                                              panelsFirst: panelsFirst)
+                        var covered = [Int](repeating: 0, count: mTiles * nPanels)
+                        for item in 0..<items.count {
+                            let (rows, panels) = items.rectangle(item, m: m)
+                            XCTAssertFalse(rows.isEmpty || panels.isEmpty, "empty item \(item)")
+                            XCTAssertEqual(rows.lowerBound % mr, 0)
+                            XCTAssertLessThanOrEqual(rows.count, panelsFirst ? m : 96)
+                            XCTAssertEqual(items.rowBlock(item) * items.rowsPerBlock, rows.lowerBound)
+                            for tile in (rows.lowerBound / mr)..<((rows.upperBound + mr - 1) / mr) {
+                                for p in panels { covered[tile * nPanels + p] += 1 }
+                            }
+                        }
+                        XCTAssertEqual(covered, [Int](repeating: 1, count: mTiles * nPanels),
+                                       "workers \(workers) tiles \(mTiles) panels \(nPanels) panelsFirst \(panelsFirst)")
+                    }
+                }
+            }
+        }
     }
 }

@@ -8,10 +8,11 @@ final class PackedWeightsTests: XCTestCase {
     func testPrepackedMatchesReferenceForSelectedPanels() throws {
         var rng = SplitMix64(seed: 99)
         for ks in KernelSet.available() {
-            for threads in [1, 2] {
+            for threads in [1, 2, 5] {
                 let engine = GemmEngine(kernels: ks, executor: ConcurrentPerformExecutor(workers: threads))
                 engine.parallelThresholdMACs = 0
-                for (m, n, k) in [(1, 70, 33), (7, ks.nr * 3, 17), (37, ks.nr * 4 + 5, 300), (64, 257, 784), (3, 1, 1)] {
+                for (m, n, k) in [(1, 70, 33), (7, ks.nr * 3, 17), (37, ks.nr * 4 + 5, 300), (64, 257, 784), (3, 1, 1),
+                                  (200, ks.nr * 21 + 3, 40)] {
                     let x = (0..<(m * k)).map { _ in rng.nextFloat() - 0.5 }
                     let w = (0..<(n * k)).map { _ in rng.nextFloat() - 0.5 }
                     let bias = (0..<n).map { _ in rng.nextFloat() - 0.5 }
