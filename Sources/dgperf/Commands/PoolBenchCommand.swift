@@ -87,54 +87,111 @@ struct PoolBenchCommand: ParsableCommand {
                   + "\(f(100 * Self.concurrentPerformForkFraction(workers: workers, job: job), 1))% of 2000 rounds")
         }
 
-        // 2. Dense layer, pinned vs unpinned, 1 and all threads.
+        // 2. Dense layer, pinned vs unpinned, 1 and all threads, in both weight forms.
         let kernels = try KernelSet.select(.auto)
         let (b, inF, outF) = (256, 784, 512)
         var rng = SplitMix64(seed: 7)
         let x = (0..<(b * inF)).map { _ in rng.nextFloat() - 0.5 }
         let w = (0..<(outF * inF)).map { _ in rng.nextFloat() - 0.5 }
-        var y = [Float](repeating: 0, count: b * outF)
         print("\ndense layer y = x·Wᵀ  B=\(b) \(inF)→\(outF)  kernel=\(kernels.name)  \(reps) calls per row (ms per call)")
-        print("  " + Format.padRight("threads / pinning", 22) + Format.pad("median", 9) + Format.pad("min", 9)
+        print("  weights packed per call (sgemm) and pre-packed once (inference's form)")
+        print("  " + Format.padRight("weights / threads / pinning", 32) + Format.pad("median", 9) + Format.pad("min", 9)
               + Format.pad("p95", 9) + Format.pad("p95/med", 9) + "  migrations  ctx vol/invol  imbalance")
-        var medians: [String: Double] = [:]
-        let threadCounts = workers > 1 ? [1, workers] : [1]
-        for t in threadCounts {
-            for p in [policy, PinningPolicy.none] {
-                let pool = WorkerPool(workers: t, policy: p, options: options)
-                let engine = GemmEngine(kernels: kernels, executor: pool)
-                var times: [Double] = []
-                try x.withUnsafeBufferPointer { xp in
-                    try w.withUnsafeBufferPointer { wp in
-                        try y.withUnsafeMutableBufferPointer { yp in
-                            func once() throws {
-                                try engine.sgemm(transB: true, m: b, n: outF, k: inF, a: xp.baseAddress!, lda: inF,
-                                                 b: wp.baseAddress!, ldb: inF, c: yp.baseAddress!, ldc: outF)
-                            }
-                            for _ in 0..<5 { try once() }
+        try x.withUnsafeBufferPointer { xp in
+            try w.withUnsafeBufferPointer { wp in
+                let layer = DenseLayerCall(x: xp.baseAddress!, w: wp.baseAddress!, b: b, inF: inF, outF: outF)
+                for form in DenseLayerCall.Form.allCases {
+                    var medians: [String: Double] = [:]
+                    let threadCounts = workers > 1 ? [1, workers] : [1]
+                    for t in threadCounts {
+                        for p in [policy, PinningPolicy.none] {
+                            let pool = WorkerPool(workers: t, policy: p, options: options)
+                            let call = try layer.prepare(form, engine: GemmEngine(kernels: kernels, executor: pool))
+                            for _ in 0..<5 { try call() }
                             pool.resetStatistics()
-                            for _ in 0..<reps { times.append(try timeSeconds { try once() }) }
+                            var times: [Double] = []
+                            for _ in 0..<reps { times.append(try timeSeconds { try call() }) }
+                            let s = Summary(times)!
+                            let st = pool.statistics()
+                            let name = "\(form.rawValue) / \(t) / \(st.pinned ? p.rawValue : (p == .none ? "none" : "\(p.rawValue)→unpinned"))"
+                            medians["\(t)/\(p == .none ? "none" : "pinned")"] = s.median
+                            print("  " + Format.padRight(name, 32) + Format.pad(f(s.median * 1e3, 3), 9) + Format.pad(f(s.min * 1e3, 3), 9)
+                                  + Format.pad(f(s.p95 * 1e3, 3), 9) + Format.pad(f(s.p95 / s.median, 3), 9)
+                                  + Format.pad("\(st.migrations)", 12) + Format.pad("\(st.voluntaryContextSwitches)/\(st.involuntaryContextSwitches)", 15)
+                                  + Format.pad(f(st.imbalance, 2), 11))
                         }
                     }
-                }
-                let s = Summary(times)!
-                let st = pool.statistics()
-                let name = "\(t) / \(st.pinned ? p.rawValue : (p == .none ? "none" : "\(p.rawValue)→unpinned"))"
-                medians["\(t)/\(p == .none ? "none" : "pinned")"] = s.median
-                print("  " + Format.padRight(name, 22) + Format.pad(f(s.median * 1e3, 3), 9) + Format.pad(f(s.min * 1e3, 3), 9)
-                      + Format.pad(f(s.p95 * 1e3, 3), 9) + Format.pad(f(s.p95 / s.median, 3), 9)
-                      + Format.pad("\(st.migrations)", 12) + Format.pad("\(st.voluntaryContextSwitches)/\(st.involuntaryContextSwitches)", 15)
-                      + Format.pad(f(st.imbalance, 2), 11))
-            }
-        }
-        if workers > 1 {
-            for kind in ["pinned", "none"] {
-                if let one = medians["1/\(kind)"], let all = medians["\(workers)/\(kind)"] {
-                    print("  scaling \(workers) vs 1 thread (\(kind)): \(f(one / all, 2))× (median time ratio)")
+                    guard workers > 1, let one = medians["1/pinned"] else { continue }
+                    // The ceiling: every worker runs its own 1-thread layer at once, no fork-join, no sharing of work.
+                    // Cores of unequal speed (SMT siblings, a VM's noisy neighbours) and shared caches and memory
+                    // bound this, not the pool; a split layer can approach it but not pass it.
+                    let ceiling = try layer.ceiling(form, kernels: kernels, workers: workers, policy: policy, options: options)
+                    for kind in ["pinned", "none"] {
+                        if let all = medians["\(workers)/\(kind)"] {
+                            print("  \(form.rawValue): scaling \(workers) vs 1 thread (\(kind)): \(f(one / all, 2))× (median time ratio)"
+                                  + (kind == "pinned" ? ", \(f(100 * one / all / ceiling, 0))% of the ceiling" : ""))
+                        }
+                    }
+                    print("  \(form.rawValue): ceiling \(f(ceiling, 2))× — \(workers) independent 1-thread layers at once (pinned "
+                          + "\(policy.rawValue)) did that many times the work of one alone (time-boxed, 1 and \(workers) alternated, 2 × 0.4 s each)")
                 }
             }
         }
         print("  (migrations: sched_getcpu() before/after every job; context switches: getrusage(RUSAGE_THREAD))")
+    }
+}
+
+/// One dense-layer call in either weight form, and the machine's ceiling for running many of them at once.
+struct DenseLayerCall {
+    enum Form: String, CaseIterable { case perCall = "packed per call", prePacked = "pre-packed" }
+    let x: UnsafePointer<Float>, w: UnsafePointer<Float>
+    let b: Int, inF: Int, outF: Int
+
+    /// A closure that runs one call on `engine` (its own output buffer; pre-packed weights packed here, once).
+    func prepare(_ form: Form, engine: GemmEngine) throws -> () throws -> Void {
+        let out = AlignedBuffer(capacity: b * outF)
+        switch form {
+        case .perCall:
+            return { [x, w, b, inF, outF] in
+                try engine.sgemm(transB: true, m: b, n: outF, k: inF, a: x, lda: inF, b: w, ldb: inF, c: out.pointer, ldc: outF)
+            }
+        case .prePacked:
+            let packed = engine.packWeights(w, n: outF, k: inF, ldw: inF)
+            return { [x, b, inF, outF] in
+                engine.gemm(m: b, a: .rowMajor(x, ld: inF), packed: packed, c: OutputOperand(base: out.pointer, rowStride: outF))
+            }
+        }
+    }
+
+    /// How many times one thread's work `workers` independent 1-thread layers do at once: time-boxed rates with 1 and
+    /// with `workers` workers, alternated twice (ABAB) so drift hits both alike.
+    func ceiling(_ form: Form, kernels: KernelSet, workers: Int, policy: PinningPolicy, options: WorkerPool.Options) throws -> Double {
+        var one = 0.0, all = 0.0
+        for _ in 0..<2 {
+            one += try independentRate(form, kernels: kernels, workers: 1, policy: policy, options: options, seconds: 0.4)
+            all += try independentRate(form, kernels: kernels, workers: workers, policy: policy, options: options, seconds: 0.4)
+        }
+        return all / one
+    }
+
+    /// Layer calls per second, summed over `workers` pinned workers that each run this layer on one thread (their own
+    /// engine and output) all at once for `seconds`.
+    func independentRate(_ form: Form, kernels: KernelSet, workers: Int, policy: PinningPolicy,
+                         options: WorkerPool.Options, seconds: Double) throws -> Double {
+        let pool = WorkerPool(workers: workers, policy: policy, options: options)
+        var calls: [() throws -> Void] = []
+        for _ in 0..<workers { calls.append(try prepare(form, engine: GemmEngine(kernels: kernels))) }
+        let counts = UnsafeMutablePointer<Int>.allocate(capacity: workers * 16)
+        defer { counts.deallocate() }
+        counts.initialize(repeating: 0, count: workers * 16)
+        pool.run(tasks: workers) { t in try? calls[t]() }  // warm-up: first touch on each worker
+        let deadline = monotonicNanos() + UInt64(seconds * 1e9)
+        let t0 = monotonicNanos()
+        pool.run(tasks: workers) { t in
+            while monotonicNanos() < deadline { try? calls[t](); counts[t * 16] += 1 }
+        }
+        let elapsed = Double(monotonicNanos() - t0) * 1e-9
+        return Double((0..<workers).reduce(0) { $0 + counts[$1 * 16] }) / elapsed
     }
 }
 
