@@ -266,8 +266,10 @@ final class PoolCore: @unchecked Sendable {
     // the caller's task keeps its busy time local.
     /// Epoch << 16 | task count of the current job; task count 0xFFFF = shut down.
     let generation = Atomic<UInt64>(0)
-    /// Workers still running the current job (the caller's own task is not counted).
-    let remaining = Atomic<Int>(0)
+    /// Per worker, the epoch of the last job it finished, each on its own cache lines (`finished(t)`). With one shared
+    /// countdown instead, the 15 workers of a 16-thread join queued for the same line (5.3–5.7 µs per empty round
+    /// trip on a 16-vCPU Xeon).
+    private let finishedFlags: UnsafeMutableRawPointer
     let sleepers = Atomic<Int>(0)
     let callerWaiting = Atomic<Bool>(false)
     let pinned: Atomic<Bool>
@@ -302,6 +304,10 @@ final class PoolCore: @unchecked Sendable {
             s.target = self.plannedCPUs[t]
             (slots + t * slotStride).initializeMemory(as: WorkerSlot.self, repeating: s, count: 1)
         }
+        finishedFlags = UnsafeMutableRawPointer.allocate(byteCount: 128 * workers, alignment: 128)
+        for t in 0..<workers {
+            (finishedFlags + 128 * t).bindMemory(to: Atomic<UInt64>.self, capacity: 1).initialize(to: Atomic(0))
+        }
         job = UnsafeMutableRawPointer.allocate(byteCount: 128, alignment: 128)
             .bindMemory(to: (body: UnsafeRawPointer?, record: Bool).self, capacity: 1)
         job.initialize(to: (nil, false))
@@ -314,6 +320,13 @@ final class PoolCore: @unchecked Sendable {
         pthread_mutex_destroy(mutex); pthread_cond_destroy(wake); pthread_cond_destroy(done)
         mutex.deallocate(); wake.deallocate(); done.deallocate(); UnsafeMutableRawPointer(job).deallocate()
         slots.deallocate()
+        for t in 0..<workers { _ = finished(t).deinitialize(count: 1) }
+        finishedFlags.deallocate()
+    }
+
+    @inline(__always)
+    private func finished(_ t: Int) -> UnsafeMutablePointer<Atomic<UInt64>> {
+        (finishedFlags + 128 * t).assumingMemoryBound(to: Atomic<UInt64>.self)
     }
 
     @inline(__always)
@@ -327,10 +340,9 @@ final class PoolCore: @unchecked Sendable {
         job.pointee = (body, record)
         defer { job.pointee.body = nil }
         if tasks == 1 { _ = execute(slot: 0); return }
-        remaining.store(tasks - 1, ordering: .relaxed)
         publish(tasks: UInt64(tasks))
         _ = execute(slot: 0)
-        waitForJoin()
+        waitForJoin(tasks: tasks)
     }
 
     /// Longest busy time of tasks 0..<tasks in the region that just joined (each worker's own line).
@@ -354,21 +366,37 @@ final class PoolCore: @unchecked Sendable {
         }
     }
 
-    private func waitForJoin() {
-        if remaining.load(ordering: .acquiring) == 0 { return }
+    /// Whether workers 1..<tasks have all finished the current epoch's job (`from`: the first one not yet seen).
+    @inline(__always)
+    private func joined(tasks: Int, from first: inout Int, sequentiallyConsistent: Bool = false) -> Bool {
+        while first < tasks {
+            let flag = finished(first)
+            let seen = sequentiallyConsistent ? flag.pointee.load(ordering: .sequentiallyConsistent)
+                                              : flag.pointee.load(ordering: .acquiring)
+            if seen != epoch { return false }
+            first += 1
+        }
+        return true
+    }
+
+    private func waitForJoin(tasks: Int) {
+        var first = 1
+        if joined(tasks: tasks, from: &first) { return }
         if spinNanos > 0 {
             let deadline = monotonicNanos() &+ spinNanos
             var spins = 0
-            while remaining.load(ordering: .acquiring) != 0 {
+            while !joined(tasks: tasks, from: &first) {
                 dg_cpu_relax()
                 spins &+= 1
                 if spins & 63 == 0 && monotonicNanos() > deadline { break }
             }
-            if remaining.load(ordering: .acquiring) == 0 { return }
+            if first == tasks { return }
         }
+        // Sequentially consistent with the workers' flag store then `callerWaiting` load: either a worker sees
+        // the caller waiting and signals, or the caller sees its flag here (no lost wake-up).
         pthread_mutex_lock(mutex)
         callerWaiting.store(true, ordering: .sequentiallyConsistent)
-        while remaining.load(ordering: .sequentiallyConsistent) != 0 { pthread_cond_wait(done, mutex) }
+        while !joined(tasks: tasks, from: &first, sequentiallyConsistent: true) { pthread_cond_wait(done, mutex) }
         callerWaiting.store(false, ordering: .relaxed)
         pthread_mutex_unlock(mutex)
     }
@@ -414,8 +442,8 @@ final class PoolCore: @unchecked Sendable {
             if tasks == Self.shutdownTasks { break }
             guard t < Int(tasks) else { continue }
             _ = execute(slot: t)
-            if remaining.subtract(1, ordering: .sequentiallyConsistent).newValue == 0,
-               callerWaiting.load(ordering: .sequentiallyConsistent) {
+            finished(t).pointee.store(word >> 16, ordering: .sequentiallyConsistent)
+            if callerWaiting.load(ordering: .sequentiallyConsistent) {
                 pthread_mutex_lock(mutex)
                 pthread_cond_signal(done)
                 pthread_mutex_unlock(mutex)
