@@ -30,6 +30,7 @@ final class GemmTests: XCTestCase {
                 // Five workers on two cores: odd shares, work stealing under real contention, panel groups.
                 let e5 = GemmEngine(kernels: set, executor: ConcurrentPerformExecutor(workers: 5))
                 e5.parallelThresholdMACs = 0
+                if label == "tiny" { e5.sharedBudgetFloats = 3 * 16 * set.nr }  // shared B in stretches of a few K blocks
                 out.append(("\(ks.name)/\(label)/5t", e5))
             }
         }

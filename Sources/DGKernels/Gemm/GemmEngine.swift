@@ -209,54 +209,60 @@ public final class GemmEngine: @unchecked Sendable {
         }
     }
 
-    /// BLIS's own split: per (jc, pc) block the workers pack B together (split by panels), join, then each
-    /// computes its share of MR-row panels with its own packed A. Nothing is packed twice; the price is two
-    /// fork-joins per block, which the pinned pool makes sub-microsecond.
+    /// BLIS's shared B: the workers pack B's panels together, join, then each computes rectangles of C against all
+    /// of them with its own rows of A. Nothing is packed twice. Two fork-joins per stretch of K that fits
+    /// `sharedBudgetFloats` (L2-sized: all of K for narrow operands such as a gathered layer); per KC block, as BLIS does it, cost 2 joins × 4 K
+    /// blocks of a 784-deep layer, ~4 µs each at 16 workers, and a static pack region where only a few workers had
+    /// panels. Pack items are (K block, panel) pairs and compute items are rectangles, both work-stolen; a rectangle
+    /// runs its K blocks in order, so its C tile accumulates on one worker.
     private func sharedBPath(m: Int, n: Int, k: Int, a: MatrixOperand, b: MatrixOperand, c: OutputOperand, epilogue: Epilogue) {
         let bp = kernels.blocking
         let mr = bp.mr, nr = bp.nr
         let workers = executor.workerCount
         let kcStep = bp.balancedKC(for: k)
-        let ncMax = min(bp.nc, n), kcMax = min(kcStep, k)
-        let bPacked = bBuffers[0].reserve(kcMax * ((ncMax + nr - 1) / nr) * nr)
         let mTiles = (m + mr - 1) / mr
         for jc in stride(from: 0, to: n, by: bp.nc) {
             let nc = min(bp.nc, n - jc)
             let nPanels = (nc + nr - 1) / nr
-            for pc in stride(from: 0, to: k, by: kcStep) {
-                let kc = min(kcStep, k - pc)
-                let first = pc == 0, last = pc + kc == k
-                executor.parallelFor(nPanels, grain: 1) { range, _ in
-                    Pack.packB(b, j0: jc, nc: nc, p0: pc, kc: kc, nr: nr, panelRange: range, into: bPacked)
+            // A stretch of whole K blocks whose packed panels fit the budget (at least one block).
+            let stretch = max(1, (sharedBudgetFloats ?? bp.mc * bp.kc) / (kcStep * nPanels * nr)) * kcStep
+            let bPacked = bBuffers[0].reserve(min(stretch, k) * nPanels * nr)
+            for p0 in stride(from: 0, to: k, by: stretch) {
+                let depth = min(stretch, k - p0)
+                let kBlocks = (depth + kcStep - 1) / kcStep
+                // Block b of the stretch starts at (its k offset in the stretch) · nPanels · NR: kc × NR per panel.
+                executor.parallelForStealing(kBlocks * nPanels) { item, _ in
+                    let kb = item / nPanels, panel = item % nPanels
+                    let pc = kb * kcStep, kc = min(kcStep, depth - pc)
+                    Pack.packB(b, j0: jc, nc: nc, p0: p0 + pc, kc: kc, nr: nr, panelRange: panel..<(panel + 1),
+                               into: bPacked + pc * nPanels * nr)
                 }
-                let blockEpilogue = Epilogue(beta: first ? epilogue.beta : 1,
-                                             bias: last ? epilogue.bias : nil, biasIndex: epilogue.biasIndex,
-                                             relu: last && epilogue.relu)
-                let panels = PanelSource(base: bPacked, panelStride: kc * nr, kOffset: 0, panelIndex: nil,
-                                         firstColumn: jc, nr: nr, columnLimit: jc + nc)
-                // Rectangles of C (row blocks × panel groups) shared out with work stealing; a worker keeps its packed
-                // A while it moves along one row block.
                 let items = WorkItems(mTiles: mTiles, nPanels: nPanels, mr: mr, mc: bp.mc, workers: workers)
                 let aInPlace = readsAInPlace(panels: items.panelsPerGroup, a: a)
-                withUnsafeTemporaryAllocation(of: Int.self, capacity: workers * Self.slotPad) { packedRowBlock in
-                    for t in 0..<workers { packedRowBlock[t * Self.slotPad] = -1 }
-                    executor.parallelForStealing(items.count) { item, t in
-                        let (rows, panelRange) = items.rectangle(item, m: m)
-                        if !aInPlace {
-                            let aPacked = self.aBuffers[t].reserve(kc * items.rowsPerBlock)
-                            if packedRowBlock[t * Self.slotPad] != items.rowBlock(item) {
-                                Pack.packA(a, i0: rows.lowerBound, mc: rows.count, p0: pc, kc: kc, mr: mr, into: aPacked)
-                                packedRowBlock[t * Self.slotPad] = items.rowBlock(item)
-                            }
-                        }
+                executor.parallelForStealing(items.count) { item, t in
+                    let (rows, panelRange) = items.rectangle(item, m: m)
+                    for pc in stride(from: 0, to: depth, by: kcStep) {
+                        let kc = min(kcStep, depth - pc), kAbs = p0 + pc
+                        let blockEpilogue = Epilogue(beta: kAbs == 0 ? epilogue.beta : 1,
+                                                     bias: kAbs + kc == k ? epilogue.bias : nil, biasIndex: epilogue.biasIndex,
+                                                     relu: kAbs + kc == k && epilogue.relu)
+                        let panels = PanelSource(base: bPacked + pc * nPanels * nr, panelStride: kc * nr, kOffset: 0,
+                                                 panelIndex: nil, firstColumn: jc, nr: nr, columnLimit: jc + nc)
+                        let aPacked = self.aBuffers[t].reserve(kc * items.rowsPerBlock)
+                        if !aInPlace { Pack.packA(a, i0: rows.lowerBound, mc: rows.count, p0: kAbs, kc: kc, mr: mr, into: aPacked) }
                         self.macroKernel(mc: rows.count, kc: kc, ic: rows.lowerBound, panels: panels, panelRange: panelRange,
-                                         aPacked: self.aBuffers[t].pointer, aInPlace: aInPlace ? (a, pc) : nil, c: c,
+                                         aPacked: aPacked, aInPlace: aInPlace ? (a, kAbs) : nil, c: c,
                                          epilogue: blockEpilogue, slot: t)
                     }
                 }
             }
         }
     }
+
+    /// Packed B floats one shared-B stretch may hold; nil: the L2 budget of a packed A block (MC·KC), so every core
+    /// keeps the stretch in its L2 (with all of K in one 4 MB stretch, 1024³ at 16 threads ran 25 % slower: each
+    /// rectangle re-read B from L3). Tests shrink it to cover several stretches.
+    var sharedBudgetFloats: Int? = nil
 
     /// Whether a block over `panels` B panels broadcasts from A's rows in place instead of packing them. Each packed A
     /// float serves one MR×NR tile per panel; with a few panels (a sparse selection, a per-sample group, a small
