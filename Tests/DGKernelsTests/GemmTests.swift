@@ -261,12 +261,17 @@ final class WorkItemsTests: XCTestCase {
                             let (rows, panels) = items.rectangle(item, m: m)
                             XCTAssertFalse(rows.isEmpty || panels.isEmpty, "empty item \(item)")
                             XCTAssertEqual(rows.lowerBound % mr, 0)
-                            XCTAssertLessThanOrEqual(rows.count, panelsFirst ? m : 96)
-                            XCTAssertEqual(items.rowBlock(item) * items.rowsPerBlock, rows.lowerBound)
+                            XCTAssertLessThanOrEqual(rows.count, panelsFirst ? items.rowsPerBlock : min(96, items.rowsPerBlock))
+                            XCTAssertLessThanOrEqual(panels.count, items.panelsPerGroup)
                             for tile in (rows.lowerBound / mr)..<((rows.upperBound + mr - 1) / mr) {
                                 for p in panels { covered[tile * nPanels + p] += 1 }
                             }
                         }
+                        let tileCounts = (0..<items.count).map { i -> Int in
+                            let r = items.rectangle(i, m: m).rows
+                            return (r.upperBound + mr - 1) / mr - r.lowerBound / mr
+                        }
+                        XCTAssertLessThanOrEqual(tileCounts.max()! - tileCounts.min()!, 1, "uneven row blocks")
                         XCTAssertEqual(covered, [Int](repeating: 1, count: mTiles * nPanels),
                                        "workers \(workers) tiles \(mTiles) panels \(nPanels) panelsFirst \(panelsFirst)")
                     }

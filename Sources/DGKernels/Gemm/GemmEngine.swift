@@ -589,55 +589,51 @@ public final class PackedWeights: @unchecked Sendable {
 /// How a multi-worker GEMM cuts C into rectangles for `parallelForStealing`: row blocks of whole MR tiles × groups
 /// of NR panels, about `itemsPerWorker` per worker — enough for stealing to even out cores of unequal speed, few
 /// enough that each item still reuses what it loads (on the 16-vCPU VM 4 and 8 measured alike; on 2 equal cores 8
-/// cost 3–4 % at 1024³). Rows are split first (`panelsFirst` false: the workers share
-/// one packed B, each item packs or reads its own rows of A; row blocks stay within MC) unless the weights are
-/// the wider side (`panelsFirst`: pre-packed panels, at least `minPanelsPerItem` per item so the A rows an item
-/// packs serve several panels). Items are numbered along the first-split axis's blocks, so a worker's own share
-/// is contiguous in it.
+/// cost 3–4 % at 1024³). Rows are split first (`panelsFirst` false: the workers share one packed B, each item packs
+/// or reads its own rows of A; blocks stay within MC rows) unless the weights are the wider side (`panelsFirst`:
+/// pre-packed panels, at least `minPanelsPerItem` per item so the A rows an item packs serve several panels).
+/// Tiles and panels are dealt out as evenly as they divide (blocks differ by at most one tile), and the item count
+/// is a multiple of the workers where the shape allows: 43 row tiles as 9 blocks of 5 left one of 2 workers a
+/// block behind (gathered 784 → 48 layer, B = 256: 1.46× on 2 threads). Items are numbered along the first-split
+/// axis's blocks, so a worker's own share is contiguous in it.
 struct WorkItems {
     static let itemsPerWorker = 4
     static let minPanelsPerItem = 4
-    let rowTilesPerBlock: Int
     let rowBlocks: Int
     let panelGroups: Int
-    let panelsPerGroup: Int
     let panelsFirst: Bool
+    let mTiles: Int
     let mr: Int
     let nPanels: Int
     var count: Int { rowBlocks * panelGroups }
-    var rowsPerBlock: Int { rowTilesPerBlock * mr }
+    /// The most rows one item holds (for sizing packed-A scratch).
+    var rowsPerBlock: Int { (mTiles + rowBlocks - 1) / rowBlocks * mr }
+    /// The most panels one item holds.
+    var panelsPerGroup: Int { (nPanels + panelGroups - 1) / panelGroups }
 
     init(mTiles: Int, nPanels: Int, mr: Int, mc: Int, workers: Int, panelsFirst: Bool = false) {
         let target = Self.itemsPerWorker * workers
-        var tilesPerBlock: Int, groups: Int
+        var blocks: Int, groups: Int
         if panelsFirst {
             groups = max(1, min(target, nPanels / Self.minPanelsPerItem))
-            let blocks = min(mTiles, (target + groups - 1) / groups)
-            tilesPerBlock = (mTiles + blocks - 1) / blocks
-        } else if mTiles >= target {
-            tilesPerBlock = min(max(1, mc / mr), mTiles / target)
-            groups = 1
+            blocks = min(mTiles, (target + groups - 1) / groups)
         } else {
-            tilesPerBlock = 1
-            groups = max(1, min(nPanels, (target + mTiles - 1) / mTiles))
+            let mcTiles = max(1, mc / mr)
+            blocks = max(min(mTiles, target), (mTiles + mcTiles - 1) / mcTiles)
+            groups = blocks >= target ? 1 : max(1, min(nPanels, (target + blocks - 1) / blocks))
         }
-        rowTilesPerBlock = tilesPerBlock
-        rowBlocks = (mTiles + tilesPerBlock - 1) / tilesPerBlock
-        panelsPerGroup = (nPanels + groups - 1) / groups
-        panelGroups = (nPanels + panelsPerGroup - 1) / panelsPerGroup  // no empty group
+        rowBlocks = blocks; panelGroups = groups
         self.panelsFirst = panelsFirst
-        self.mr = mr; self.nPanels = nPanels
+        self.mTiles = mTiles; self.mr = mr; self.nPanels = nPanels
     }
-
-    /// The row block of item `item` (items sharing it can share packed A rows).
-    @inline(__always) func rowBlock(_ item: Int) -> Int { panelsFirst ? item % rowBlocks : item / panelGroups }
 
     /// Rows of C (clipped to m) and panel indices of item `item`.
     @inline(__always)
     func rectangle(_ item: Int, m: Int) -> (rows: Range<Int>, panels: Range<Int>) {
-        let block = rowBlock(item), group = panelsFirst ? item / rowBlocks : item % panelGroups
-        let lo = block * rowTilesPerBlock * mr, hi = min(m, lo + rowTilesPerBlock * mr)
-        let p0 = group * panelsPerGroup, p1 = min(nPanels, p0 + panelsPerGroup)
-        return (lo..<hi, p0..<p1)
+        let block = panelsFirst ? item % rowBlocks : item / panelGroups
+        let group = panelsFirst ? item / rowBlocks : item % panelGroups
+        let t0 = block * mTiles / rowBlocks, t1 = (block + 1) * mTiles / rowBlocks
+        let p0 = group * nPanels / panelGroups, p1 = (group + 1) * nPanels / panelGroups
+        return (t0 * mr..<min(m, t1 * mr), p0..<p1)
     }
 }
