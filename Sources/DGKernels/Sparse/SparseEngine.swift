@@ -284,11 +284,15 @@ public final class SparseEngine: @unchecked Sendable {
                       b: MatrixOperand(base: w, rowStride: 1, colStride: d, colIndex: units.baseAddress),
                       c: OutputOperand(base: dst, rowStride: n), epilogue: Epilogue(bias: bias, biasIndex: units.baseAddress, relu: relu))
         }
-        // The serial tail kernels split the samples over the workers.
+        // The serial tail kernels split the samples over the workers: blocks of whole MR-row strips, about
+        // `WorkItems.itemsPerWorker` per worker, work-stolen (a static half each waited for the slower core).
         func overSamples(macs: Int, _ body: @escaping (Range<Int>, GemmEngine) -> Void) {
             if workerCount > 1 && macs >= gemm.parallelThresholdMACs {
-                gemm.executor.parallelFor(batch, grain: max(gemm.kernels.mr, batch / workerCount)) { range, slot in
-                    body(range, self.slotEngines[slot])
+                let mr = gemm.kernels.mr, strips = (batch + mr - 1) / mr
+                let blocks = min(strips, WorkItems.itemsPerWorker * workerCount)
+                gemm.executor.parallelForStealing(blocks) { block, slot in
+                    let lo = block * strips / blocks * mr, hi = min(batch, (block + 1) * strips / blocks * mr)
+                    body(lo..<hi, self.slotEngines[slot])
                 }
             } else {
                 body(0..<batch, gemm)
