@@ -211,10 +211,10 @@ public final class GemmEngine: @unchecked Sendable {
 
     /// BLIS's shared B: the workers pack B's panels together, join, then each computes rectangles of C against all
     /// of them with its own rows of A. Nothing is packed twice. Two fork-joins per stretch of K that fits
-    /// `sharedBudgetFloats` (L2-sized: all of K for narrow operands such as a gathered layer); per KC block, as BLIS does it, cost 2 joins × 4 K
-    /// blocks of a 784-deep layer, ~4 µs each at 16 workers, and a static pack region where only a few workers had
-    /// panels. Pack items are (K block, panel) pairs and compute items are rectangles, both work-stolen; a rectangle
-    /// runs its K blocks in order, so its C tile accumulates on one worker.
+    /// `sharedBudgetFloats` (L2-sized: all of K for narrow operands such as a gathered layer) instead of per KC
+    /// block as in BLIS (2 joins × 4 K blocks for a 784-deep layer, ~4 µs each at 16 workers, each with a static pack
+    /// region where only a few workers had panels). Pack items are (K block, panel) pairs and compute items are
+    /// rectangles, both work-stolen; a rectangle runs its K blocks in order, so its C tile accumulates on one worker.
     private func sharedBPath(m: Int, n: Int, k: Int, a: MatrixOperand, b: MatrixOperand, c: OutputOperand, epilogue: Epilogue) {
         let bp = kernels.blocking
         let mr = bp.mr, nr = bp.nr
@@ -375,9 +375,6 @@ public final class GemmEngine: @unchecked Sendable {
             }
         }
     }
-
-    /// Stride (in Ints) between per-slot entries of small per-call tables: one cache line each.
-    static let slotPad = 16
 
     /// Prefetches issued before one row strip of the macro-kernel: about what one core keeps in flight.
     static let prefetchLinesPerStrip = 32
