@@ -610,9 +610,9 @@ public final class PackedWeights: @unchecked Sendable {
 /// or reads its own rows of A; blocks stay within MC rows) unless the weights are the wider side (`panelsFirst`:
 /// pre-packed panels, at least `minPanelsPerItem` per item so the A rows an item packs serve several panels).
 /// Tiles and panels are dealt out as evenly as they divide (blocks differ by at most one tile), and the item count
-/// is a multiple of the workers where the shape allows: 43 row tiles as 9 blocks of 5 left one of 2 workers a
-/// block behind (gathered 784 → 48 layer, B = 256: 1.46× on 2 threads). Items are numbered along the first-split
-/// axis's blocks, so a worker's own share is contiguous in it.
+/// is a multiple of the workers where the shape allows (43 row tiles as 9 blocks of 5 left one of 2 workers a
+/// whole block behind). Items are numbered along the first-split axis's blocks, so a worker's own share is
+/// contiguous in it.
 struct WorkItems {
     static let itemsPerWorker = 4
     static let minPanelsPerItem = 4
