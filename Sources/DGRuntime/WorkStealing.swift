@@ -26,6 +26,19 @@ extension ParallelExecutor {
     }
 }
 
+extension ParallelExecutor {
+    /// `0..<count` cut into about `blocksPerWorker` contiguous ranges per worker, each a whole number of `unit`s (the
+    /// last clipped to `count`) and dealt as evenly as they divide, run with `parallelForStealing`: `body(range, slot)`.
+    public func parallelForStealing(_ count: Int, unit: Int, blocksPerWorker: Int, _ body: (Range<Int>, Int) -> Void) {
+        guard count > 0 else { return }
+        let units = (count + unit - 1) / unit
+        let blocks = min(units, max(1, blocksPerWorker) * workerCount)
+        parallelForStealing(blocks) { block, slot in
+            body((block * units / blocks * unit)..<min(count, (block + 1) * units / blocks * unit), slot)
+        }
+    }
+}
+
 /// One [begin, end) share per worker, each packed into one atomic word on its own cache lines (the owner's
 /// uncontended compare-exchange stays local). The owner takes from the front, thieves from the back; a
 /// compare-exchange on the whole word hands every item out exactly once. The items' results are published by

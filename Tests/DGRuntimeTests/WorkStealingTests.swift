@@ -36,6 +36,30 @@ final class WorkStealingTests: XCTestCase {
         }
     }
 
+    /// Ranges of whole units: cover 0..<count once, each starts on a unit boundary, sizes differ by at most one unit.
+    func testRangesOfWholeUnitsCoverEverythingEvenly() {
+        for (name, executor) in executors() {
+            for (count, unit) in [(0, 4), (1, 4), (7, 4), (256, 6), (257, 6), (1000, 1), (30, 64)] {
+                let owner = UnsafeMutablePointer<Int>.allocate(capacity: max(count, 1))
+                owner.initialize(repeating: 0, count: max(count, 1))
+                defer { owner.deallocate() }
+                let ranges = UnsafeMutablePointer<Range<Int>>.allocate(capacity: 64)
+                let seen = Atomic<Int>(0)
+                executor.parallelForStealing(count, unit: unit, blocksPerWorker: 4) { range, _ in
+                    for i in range { owner[i] += 1 }
+                    ranges[seen.wrappingAdd(1, ordering: .relaxed).oldValue] = range
+                }
+                let n = seen.load(ordering: .relaxed)
+                XCTAssertTrue((0..<count).allSatisfy { owner[$0] == 1 }, "\(name) count \(count) unit \(unit)")
+                let all = (0..<n).map { ranges[$0] }
+                XCTAssertTrue(all.allSatisfy { $0.lowerBound % unit == 0 && !$0.isEmpty })
+                let units = all.map { ($0.count + unit - 1) / unit }
+                if let lo = units.min(), let hi = units.max() { XCTAssertLessThanOrEqual(hi - lo, 1, "\(name): \(all)") }
+                ranges.deallocate()
+            }
+        }
+    }
+
     /// Slot 0 is slowed down: the other workers must take items from its share (a static split would leave all
     /// of them to slot 0).
     func testOtherWorkersStealFromASlowWorker() {

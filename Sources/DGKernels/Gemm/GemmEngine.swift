@@ -151,10 +151,7 @@ public final class GemmEngine: @unchecked Sendable {
             }
             let workers = m * n * k >= parallelThresholdMACs ? executor.workerCount : 1
             if workers <= 1 { body(0..<m); return }
-            let quads = (m + 3) / 4, blocks = min(quads, WorkItems.itemsPerWorker * workers)
-            executor.parallelForStealing(blocks) { block, _ in
-                body((block * quads / blocks * 4)..<min(m, (block + 1) * quads / blocks * 4))
-            }
+            executor.parallelForStealing(m, unit: 4, blocksPerWorker: WorkItems.itemsPerWorker) { samples, _ in body(samples) }
         }
     }
 

@@ -288,11 +288,8 @@ public final class SparseEngine: @unchecked Sendable {
         // `WorkItems.itemsPerWorker` per worker, work-stolen (a static half each waited for the slower core).
         func overSamples(macs: Int, _ body: @escaping (Range<Int>, GemmEngine) -> Void) {
             if workerCount > 1 && macs >= gemm.parallelThresholdMACs {
-                let mr = gemm.kernels.mr, strips = (batch + mr - 1) / mr
-                let blocks = min(strips, WorkItems.itemsPerWorker * workerCount)
-                gemm.executor.parallelForStealing(blocks) { block, slot in
-                    let lo = block * strips / blocks * mr, hi = min(batch, (block + 1) * strips / blocks * mr)
-                    body(lo..<hi, self.slotEngines[slot])
+                gemm.executor.parallelForStealing(batch, unit: gemm.kernels.mr, blocksPerWorker: WorkItems.itemsPerWorker) { range, slot in
+                    body(range, self.slotEngines[slot])
                 }
             } else {
                 body(0..<batch, gemm)
