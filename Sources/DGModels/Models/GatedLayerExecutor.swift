@@ -59,7 +59,8 @@ struct PerSampleMask {
 ///   (or select whole pre-packed panels), per-sample masks go through the calibrated cost model
 ///   (dense-then-mask / unit-major / sample-major);
 /// - input-side masks (the layer after a gated one) → `SparseEngine.maskedInputLinear` (K-side sparsity), except
-///   for narrow layers (the classifier), where the dense product over the exact-zero inputs is faster;
+///   for narrow layers (the classifier): after a shared mask their active inputs and weight columns are copied
+///   compact and multiplied there; after a per-sample mask the dense product over the exact-zero inputs is faster;
 /// - both sides masked (deep gated stacks) → the GEMM with index maps below (K gather for shared input masks,
 ///   dense over K with the zeros counted as wasted for per-sample input masks).
 /// Weights are packed once per layer (`packed(_:n:k:)`), as any inference engine does; the dense baseline
@@ -69,6 +70,8 @@ final class GatedLayerExecutor {
     let sparse: SparseEngine
     static let blockGatherMinimum = 16
     private var rowScratch: [Int32] = []
+    /// Compact copies of a narrow layer's active inputs and weight columns (`k-gather-narrow`).
+    private let kScratch = [AlignedBuffer(), AlignedBuffer()]
     /// Set by the owning model while profiled (see `PhaseProfiled`).
     var recorder: PhaseRecorder?
     private var packedCache: [PackKey: PackedWeights] = [:]
@@ -134,6 +137,27 @@ final class GatedLayerExecutor {
                                                packed: packed(weight, n: outDim, k: inDim), output: out) {
                 result = Result(cost: r.cost, strategy: r.strategy.rawValue)
             }
+        case (.shared(let units), .all) where outDim * 2 < engine.kernels.nr && !units.isEmpty:
+            // Narrow layer after a shared mask: only the active inputs. The active columns of x (b·|u| floats) and of
+            // W (outDim·|u|) are copied into compact scratch, then the narrow dot-product path runs on them: the
+            // 10-class layer after 48 of 512 units at B = 256 took 22 µs as a dense product over the zero inputs,
+            // 17 µs through index maps (the gathered pack is scalar), ~5 µs this way.
+            let k = units.count
+            let xc = kScratch[0].reserve(b * k), wc = kScratch[1].reserve(outDim * k)
+            units.withUnsafeBufferPointer { u in
+                for i in 0..<b {
+                    let src = x + i * inDim, dst = xc + i * k
+                    for j in 0..<k { dst[j] = src[Int(u[j])] }
+                }
+                for o in 0..<outDim {
+                    let src = weight + o * inDim, dst = wc + o * k
+                    for j in 0..<k { dst[j] = src[Int(u[j])] }
+                }
+            }
+            let executed = linearDense(x: xc, batch: b, inDim: k, weight: wc, bias: bias, outDim: outDim, relu: relu, out: out)
+            result = Result(cost: CostBreakdown(useful: executed,
+                                                overhead: KernelCost(bytesRead: 4 * (b + outDim) * k, bytesWritten: 4 * (b + outDim) * k)),
+                            strategy: "k-gather-narrow")
         case (_, .all) where outDim * 2 < engine.kernels.nr:
             // Narrow layer after a gated one (the 10-class output): the masked inputs are exact zeros (this
             // executor wrote them), so the dense product is already correct, and on the transposed narrow path
