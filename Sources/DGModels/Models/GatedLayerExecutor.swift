@@ -90,6 +90,8 @@ final class GatedLayerExecutor {
     struct Result {
         var cost: CostBreakdown
         var strategy: String
+        /// The output holds only the shared mask's active units, batch × their count (see `linear`'s `compactOutput`).
+        var compactOutput = false
     }
 
     /// W (n×k row-major) packed for this engine's kernels, once per weight buffer. The weights must not change
@@ -116,9 +118,14 @@ final class GatedLayerExecutor {
 
     /// `out` is batch × outDim (full width; masked outputs are written as 0). `scale` multiplies live outputs
     /// (inverted-dropout scaling of the random control; 1 otherwise).
+    /// - compactOutput: the caller would take a shared mask's output compact (batch × active units) instead of full
+    ///   width with zeros; honoured when this layer runs the sparse engine's gathered path (`Result.compactOutput`).
+    /// - inputCompact: x is such a compact output (batch × the shared input mask's units); only the narrow layer after
+    ///   a shared mask accepts it.
     func linear(x: UnsafePointer<Float>, batch: Int, inDim: Int, inMask: UnitMask,
                 weight: UnsafePointer<Float>, bias: UnsafePointer<Float>, outDim: Int, outMask: UnitMask,
-                relu: Bool, scale: Float = 1, out: UnsafeMutablePointer<Float>, layer: Int = 0) -> Result {
+                relu: Bool, scale: Float = 1, out: UnsafeMutablePointer<Float>, layer: Int = 0,
+                compactOutput: Bool = false, inputCompact: Bool = false) -> Result {
         recorder?.begin(.gemm, layer: layer)
         let b = batch
         var inMask = inMask, outMask = outMask
@@ -131,11 +138,13 @@ final class GatedLayerExecutor {
                                                                     outDim: outDim, relu: relu, out: out)),
                             strategy: "dense")
         case (.all, _):
+            var compact = false
+            if compactOutput, case .shared(let u) = outMask, !u.isEmpty { compact = true }
             if let mask = gateMask(outMask, batch: b, units: outDim),
                let r = try? sparse.gatedLinear(input: x, batch: b, inFeatures: inDim, weights: weight, bias: bias,
-                                               units: outDim, mask: mask, relu: relu, layout: .scattered,
+                                               units: outDim, mask: mask, relu: relu, layout: compact ? .compact : .scattered,
                                                packed: packed(weight, n: outDim, k: inDim), output: out) {
-                result = Result(cost: r.cost, strategy: r.strategy.rawValue)
+                result = Result(cost: r.cost, strategy: r.strategy.rawValue, compactOutput: compact)
             }
         case (.shared(let units), .all) where outDim * 2 < engine.kernels.nr && !units.isEmpty:
             // Narrow layer after a shared mask: only the active inputs. The active columns of x (b·|u| floats) and of
@@ -143,11 +152,14 @@ final class GatedLayerExecutor {
             // 10-class layer after 48 of 512 units at B = 256 took 22 µs as a dense product over the zero inputs,
             // 17 µs through index maps (the gathered pack is scalar), ~5 µs this way.
             let k = units.count
-            let xc = kScratch[0].reserve(b * k), wc = kScratch[1].reserve(outDim * k)
+            let xc = inputCompact ? UnsafeMutablePointer(mutating: x) : kScratch[0].reserve(b * k)
+            let wc = kScratch[1].reserve(outDim * k)
             units.withUnsafeBufferPointer { u in
-                for i in 0..<b {
-                    let src = x + i * inDim, dst = xc + i * k
-                    for j in 0..<k { dst[j] = src[Int(u[j])] }
+                if !inputCompact {
+                    for i in 0..<b {
+                        let src = x + i * inDim, dst = xc + i * k
+                        for j in 0..<k { dst[j] = src[Int(u[j])] }
+                    }
                 }
                 for o in 0..<outDim {
                     let src = weight + o * inDim, dst = wc + o * k
@@ -155,9 +167,9 @@ final class GatedLayerExecutor {
                 }
             }
             let executed = linearDense(x: xc, batch: b, inDim: k, weight: wc, bias: bias, outDim: outDim, relu: relu, out: out)
-            result = Result(cost: CostBreakdown(useful: executed,
-                                                overhead: KernelCost(bytesRead: 4 * (b + outDim) * k, bytesWritten: 4 * (b + outDim) * k)),
-                            strategy: "k-gather-narrow")
+            let copied = (inputCompact ? 0 : b * k) + outDim * k
+            result = Result(cost: CostBreakdown(useful: executed, overhead: KernelCost(bytesRead: 4 * copied, bytesWritten: 4 * copied)),
+                            strategy: inputCompact ? "k-compact-narrow" : "k-gather-narrow")
         case (_, .all) where outDim * 2 < engine.kernels.nr:
             // Narrow layer after a gated one (the 10-class output): the masked inputs are exact zeros (this
             // executor wrote them), so the dense product is already correct, and on the transposed narrow path
@@ -180,11 +192,14 @@ final class GatedLayerExecutor {
         default:
             break
         }
+        precondition(!inputCompact || result?.strategy == "k-compact-narrow", "a compact input reached a layer that cannot take it")
         let final = result ?? mappedLinear(x: x, batch: b, inDim: inDim, inMask: inMask, weight: weight, bias: bias,
                                            outDim: outDim, outMask: outMask, relu: relu, out: out)
         if scale != 1 {
             recorder?.begin(.activation, layer: layer)
-            for i in 0..<(b * outDim) { out[i] *= scale }
+            var width = outDim
+            if final.compactOutput, case .shared(let u) = outMask { width = u.count }
+            for i in 0..<(b * width) { out[i] *= scale }
             recorder?.end(.activation, layer: layer)
         }
         recorder?.end(.gemm, layer: layer, cost: final.cost.total)

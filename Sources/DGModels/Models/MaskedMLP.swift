@@ -47,7 +47,10 @@ public final class MaskedMLP: InferenceModel, PhaseProfiled {
         var notes: [String: String] = [:]
         var activeSum = 0.0
         var x = input
-        var inMask = UnitMask.all
+        var inMask = UnitMask.all, inputCompact = false
+        // The last hidden layer's output feeds a narrow classifier, which reads a shared mask's units compact: the
+        // hidden layer then skips zeroing and scattering its full-width output.
+        let classifierTakesCompact = spec.classes * 2 < layerExecutor.engine.kernels.nr
         if recordMasks { lastGateBits = [] }
         for l in 0..<spec.hidden.count {
             let D = dims[l], H = dims[l + 1]
@@ -61,16 +64,20 @@ public final class MaskedMLP: InferenceModel, PhaseProfiled {
             let r = layerExecutor.linear(x: x, batch: batch, inDim: D, inMask: inMask,
                                          weight: network.param("hidden.\(l).weight").value,
                                          bias: network.param("hidden.\(l).bias").value, outDim: H, outMask: mask,
-                                         relu: true, scale: scale, out: out, layer: l)
+                                         relu: true, scale: scale, out: out, layer: l,
+                                         compactOutput: classifierTakesCompact && l == spec.hidden.count - 1,
+                                         inputCompact: inputCompact)
             cost += r.cost
             notes["strategy.\(l)"] = r.strategy
             activeSum += activeFraction(mask, batch: batch, units: H)
             x = UnsafePointer(out)
             inMask = mask
+            inputCompact = r.compactOutput
         }
         let r = layerExecutor.linear(x: x, batch: batch, inDim: dims[dims.count - 2], inMask: inMask,
                                      weight: network.param("output.weight").value, bias: network.param("output.bias").value,
-                                     outDim: spec.classes, outMask: .all, relu: false, out: output, layer: spec.hidden.count)
+                                     outDim: spec.classes, outMask: .all, relu: false, out: output, layer: spec.hidden.count,
+                                     inputCompact: inputCompact)
         cost += r.cost
         notes["strategy.output"] = r.strategy
         return ForwardReport(cost: cost, activeFraction: activeSum / Double(spec.hidden.count), notes: notes)
