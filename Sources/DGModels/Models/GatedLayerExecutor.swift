@@ -116,8 +116,9 @@ final class GatedLayerExecutor {
         return engine.gemm(m: batch, a: .rowMajor(x, ld: inDim), packed: packed(weight, n: outDim, k: inDim), c: c, epilogue: e)
     }
 
-    /// `out` is batch × outDim (full width; masked outputs are written as 0). `scale` multiplies live outputs
-    /// (inverted-dropout scaling of the random control; 1 otherwise).
+    /// `out` is batch × outDim (full width; masked outputs are written as 0), or batch × active units when
+    /// `Result.compactOutput`. `scale` multiplies live outputs (inverted-dropout scaling of the random control; 1
+    /// otherwise).
     /// - compactOutput: the caller would take a shared mask's output compact (batch × active units) instead of full
     ///   width with zeros; honoured when this layer runs the sparse engine's gathered path (`Result.compactOutput`).
     /// - inputCompact: x is such a compact output (batch × the shared input mask's units); only the narrow layer after
@@ -131,7 +132,7 @@ final class GatedLayerExecutor {
         var inMask = inMask, outMask = outMask
         if b == 1, case .perSample(let p) = outMask { outMask = .shared(p.unitList(sample: 0)) }
         if b == 1, case .perSample(let p) = inMask { inMask = .shared(p.unitList(sample: 0)) }
-        var result: Result? = nil
+        var result: Result? = nil, tookCompactInput = false
         switch (inMask, outMask) {
         case (.all, .all):
             result = Result(cost: CostBreakdown(useful: linearDense(x: x, batch: b, inDim: inDim, weight: weight, bias: bias,
@@ -148,18 +149,21 @@ final class GatedLayerExecutor {
             }
         case (.shared(let units), .all) where outDim * 2 < engine.kernels.nr && !units.isEmpty:
             // Narrow layer after a shared mask: only the active inputs. The active columns of x (b·|u| floats) and of
-            // W (outDim·|u|) are copied into compact scratch, then the narrow dot-product path runs on them: the
-            // 10-class layer after 48 of 512 units at B = 256 took 22 µs as a dense product over the zero inputs,
-            // 17 µs through index maps (the gathered pack is scalar), ~5 µs this way.
+            // W (outDim·|u|) are copied into compact scratch, unless x arrived compact, then the narrow dot-product
+            // path runs on them: the 10-class layer after 48 of 512 units at B = 256 took 22 µs as a dense product
+            // over the zero inputs, 17 µs through index maps (the gathered pack is scalar), 10.6–10.9 µs this way and
+            // 7.5–9.1 µs with x compact.
             let k = units.count
-            let xc = inputCompact ? UnsafeMutablePointer(mutating: x) : kScratch[0].reserve(b * k)
             let wc = kScratch[1].reserve(outDim * k)
+            var xc = x
             units.withUnsafeBufferPointer { u in
                 if !inputCompact {
+                    let gathered = kScratch[0].reserve(b * k)
                     for i in 0..<b {
-                        let src = x + i * inDim, dst = xc + i * k
+                        let src = x + i * inDim, dst = gathered + i * k
                         for j in 0..<k { dst[j] = src[Int(u[j])] }
                     }
+                    xc = UnsafePointer(gathered)
                 }
                 for o in 0..<outDim {
                     let src = weight + o * inDim, dst = wc + o * k
@@ -170,6 +174,7 @@ final class GatedLayerExecutor {
             let copied = (inputCompact ? 0 : b * k) + outDim * k
             result = Result(cost: CostBreakdown(useful: executed, overhead: KernelCost(bytesRead: 4 * copied, bytesWritten: 4 * copied)),
                             strategy: inputCompact ? "k-compact-narrow" : "k-gather-narrow")
+            tookCompactInput = inputCompact
         case (_, .all) where outDim * 2 < engine.kernels.nr:
             // Narrow layer after a gated one (the 10-class output): the masked inputs are exact zeros (this
             // executor wrote them), so the dense product is already correct, and on the transposed narrow path
@@ -192,7 +197,7 @@ final class GatedLayerExecutor {
         default:
             break
         }
-        precondition(!inputCompact || result?.strategy == "k-compact-narrow", "a compact input reached a layer that cannot take it")
+        precondition(!inputCompact || tookCompactInput, "a compact input reached a layer that cannot take it")
         let final = result ?? mappedLinear(x: x, batch: b, inDim: inDim, inMask: inMask, weight: weight, bias: bias,
                                            outDim: outDim, outMask: outMask, relu: relu, out: out)
         if scale != 1 {
