@@ -126,15 +126,13 @@ public final class GemmEngine: @unchecked Sendable {
         return cost
     }
 
-    /// Whether `narrowDotPath` can run C = A·B: B is Wᵀ with W's rows contiguous and unmapped (`b` transposed
-    /// row-major), A row-major and unmapped, C plainly addressed, nothing accumulated (beta 0), bias per column.
+    /// Whether `narrowDotPath` can run a narrow product (n < NR/2, `takesNarrowPath`): B is Wᵀ with W's rows contiguous
+    /// and unmapped (`b` transposed row-major), A row-major and unmapped, C plainly addressed, nothing accumulated
+    /// (beta 0), bias per column.
     private func dotProductsFit(n: Int, a: MatrixOperand, b: MatrixOperand, c: OutputOperand, epilogue: Epilogue) -> Bool {
         b.rowStride == 1 && b.rowIndex == nil && b.colIndex == nil && a.colStride == 1 && a.colIndex == nil
-            && a.rowIndex == nil && c.isContiguous && epilogue.beta == 0 && epilogue.biasIndex == nil && n <= Self.narrowDotMaxColumns
+            && a.rowIndex == nil && c.isContiguous && epilogue.beta == 0 && epilogue.biasIndex == nil
     }
-
-    /// At most this many columns run as dot products (beyond, whole register tiles waste less).
-    static let narrowDotMaxColumns = 16
 
     /// C (m×n, n small) = act(A·Wᵀ + bias) as dot products of A's rows with W's n rows (the multi-sample gemv kernel:
     /// four weight rows meet four samples per register tile, A read in place). The transposed blocked path packs
