@@ -27,10 +27,15 @@ final class GemmTests: XCTestCase {
                     e2.sharedPacking = shared
                     out.append(("\(ks.name)/\(label)/2t\(shared ? "" : "-private")", e2))
                 }
+                // BLIS's shared packed B also where B has only a few panels (which otherwise go one per rectangle).
+                let e2s = GemmEngine(kernels: set, executor: ConcurrentPerformExecutor(workers: 2))
+                e2s.parallelThresholdMACs = 0
+                e2s.ownPanelLimit = 0
+                out.append(("\(ks.name)/\(label)/2t-sharedB", e2s))
                 // Five workers on two cores: odd shares, work stealing under real contention, panel groups.
                 let e5 = GemmEngine(kernels: set, executor: ConcurrentPerformExecutor(workers: 5))
                 e5.parallelThresholdMACs = 0
-                if label == "tiny" { e5.sharedBudgetFloats = 3 * 16 * set.nr }  // shared B in stretches of a few K blocks
+                if label == "tiny" { e5.sharedBudgetFloats = 3 * 16 * set.nr; e5.ownPanelLimit = 0 }  // shared B in stretches of a few K blocks
                 out.append(("\(ks.name)/\(label)/5t", e5))
             }
         }

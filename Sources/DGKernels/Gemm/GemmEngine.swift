@@ -21,6 +21,10 @@ public final class GemmEngine: @unchecked Sendable {
     /// Pre-packed calls selecting at most this many panels read A in place instead of packing it.
     public static let inPlacePanelLimit = 4
 
+    /// Tall multi-worker products with at most this many panels of B give each rectangle its own packed panel
+    /// instead of BLIS's shared packed B (see `blockedPath`). Tests set 0 to cover the shared path on small shapes.
+    public var ownPanelLimit = 8
+
     /// Below this many MACs a call runs on one worker: fork-join would cost more than it saves.
     public var parallelThresholdMACs = 1 << 17
 
@@ -213,6 +217,20 @@ public final class GemmEngine: @unchecked Sendable {
         // faster: on a 16-vCPU Xeon at 16 threads 256×784×512 0.38–0.43 → 0.25 ms, 256×784×2048 1.49–1.80 →
         // 0.91–1.08 ms (1024³ stayed faster shared, 2.35–2.57 vs 2.75–3.31 ms); on 2 cores here 0.50 → 0.46 ms.
         if sharedPacking && mTiles >= 2 * executor.workerCount && m >= n {
+            if nTiles <= ownPanelLimit && a.colStride == 1 && a.colIndex == nil {
+                // A few panels (a gathered layer's active units, a gate's 32 columns): rectangles of one panel × a
+                // block of rows, each packing its own panel (KC × NR in L1) and reading A in place. The panel is
+                // packed once per row block instead of once, but nothing packed crosses cores and there is one
+                // fork-join instead of two per stretch of K.
+                let rowBlocks = clamp((WorkItems.itemsPerWorker * workers + nTiles - 1) / nTiles, 1, mTiles)
+                executor.parallelForStealing(rowBlocks * nTiles) { item, t in
+                    let block = item / nTiles, panel = item % nTiles
+                    let t0 = block * mTiles / rowBlocks, t1 = (block + 1) * mTiles / rowBlocks
+                    self.serialBlocked(rows: (t0 * mr)..<min(m, t1 * mr), cols: (panel * nr)..<min(n, (panel + 1) * nr),
+                                       k: k, a: a, b: b, c: c, epilogue: epilogue, slot: t)
+                }
+                return
+            }
             sharedBPath(m: m, n: n, k: k, a: a, b: b, c: c, epilogue: epilogue)
             return
         }
@@ -481,15 +499,19 @@ public final class GemmEngine: @unchecked Sendable {
         let nr = kernels.nr, panels = packed.panelCount, base = packed.storage.pointer
         let chunk = Self.packChunkK
         let chunks = (k + chunk - 1) / chunk
-        guard executor.workerCount > 1 && n * k >= parallelThresholdMACs / 4 && panels * chunks > 1 else {
-            Pack.packB(b, j0: 0, nc: n, p0: 0, kc: k, nr: nr, panelRange: 0..<panels, into: base)
-            return
-        }
-        executor.parallelForStealing(panels * chunks) { item, _ in
-            let p = item / chunks, p0 = (item % chunks) * chunk, kc = min(chunk, k - p0)
-            // Panel p's rows p0..<p0+kc: the panel starts at p·k·NR, row p0 at p0·NR within it.
-            Pack.packB(b, j0: p * nr, nc: min(nr, n - p * nr), p0: p0, kc: kc, nr: nr, panelRange: 0..<1,
-                       into: base + p * k * nr + p0 * nr)
+        attributingPackTime {
+            guard executor.workerCount > 1 && n * k >= parallelThresholdMACs / 4 && panels * chunks > 1 else {
+                timedPack(slot: 0) { Pack.packB(b, j0: 0, nc: n, p0: 0, kc: k, nr: nr, panelRange: 0..<panels, into: base) }
+                return
+            }
+            executor.parallelForStealing(panels * chunks) { item, slot in
+                let p = item / chunks, p0 = (item % chunks) * chunk, kc = min(chunk, k - p0)
+                // Panel p's rows p0..<p0+kc: the panel starts at p·k·NR, row p0 at p0·NR within it.
+                self.timedPack(slot: slot) {
+                    Pack.packB(b, j0: p * nr, nc: min(nr, n - p * nr), p0: p0, kc: kc, nr: nr, panelRange: 0..<1,
+                               into: base + p * k * nr + p0 * nr)
+                }
+            }
         }
     }
 
