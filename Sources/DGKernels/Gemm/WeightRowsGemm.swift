@@ -30,14 +30,16 @@ extension GemmEngine {
         let ct = narrowScratch.reserve(n * mPad)
         let workers = m * n * k >= parallelThresholdMACs ? executor.workerCount : 1
         let packTasks = kBlocks * mPanels
-        let packBody: (Range<Int>, Int) -> Void = { range, _ in
-            for t in range {
-                let kb = t / mPanels, p = t % mPanels
-                let pc = kb * kcStep, kc = min(kcStep, k - pc)
-                Pack.packB(aT, j0: 0, nc: m, p0: pc, kc: kc, nr: nr, panelRange: p..<(p + 1), into: packed + pc * mPad)
-            }
+        let packItem: (Int) -> Void = { t in
+            let kb = t / mPanels, p = t % mPanels
+            let pc = kb * kcStep, kc = min(kcStep, k - pc)
+            Pack.packB(aT, j0: 0, nc: m, p0: pc, kc: kc, nr: nr, panelRange: p..<(p + 1), into: packed + pc * mPad)
         }
-        if workers > 1 && packTasks > 1 { executor.parallelFor(packTasks, grain: 1, packBody) } else { packBody(0..<packTasks, 0) }
+        if workers > 1 && packTasks > 1 {
+            executor.parallelForStealing(packTasks) { t, _ in packItem(t) }
+        } else {
+            for t in 0..<packTasks { packItem(t) }
+        }
 
         let micro = kernels.rowSourceGemm
         // Bias per logical unit, gathered once (the transposed epilogue reads it per element).
@@ -45,7 +47,8 @@ extension GemmEngine {
         for j in 0..<n { biasTile[j] = epilogue.biasValue(j) }
         let contiguous = c.rowIndex == nil && epilogue.beta == 0, relu = epilogue.relu, columnMap = c.colIndex
         let groups = (n + mr - 1) / mr
-        let body: (Range<Int>, Int) -> Void = { range, _ in
+        // A rectangle of (unit groups × sample panels); the panel loop sits outside the group loop.
+        let body: (Range<Int>, Range<Int>) -> Void = { range, samplePanels in
             withUnsafeTemporaryAllocation(of: UnsafePointer<Float>.self, capacity: mr) { rowPtrs in
                 let rp = rowPtrs.baseAddress!
                 // BLIS order with the roles swapped: the sample panel (kc × NR) stays in L1 while this worker's
@@ -54,7 +57,7 @@ extension GemmEngine {
                 for pc in stride(from: 0, to: k, by: kcStep) {
                     let kc = min(kcStep, k - pc)
                     let block = UnsafePointer(packed + pc * mPad)
-                    for p in 0..<mPanels {
+                    for p in samplePanels {
                         for g in range {
                             let j0 = g * mr, rows = min(mr, n - j0)
                             for i in 0..<mr {
@@ -103,7 +106,17 @@ extension GemmEngine {
                 }
             }
         }
-        if workers > 1 && groups > 1 { executor.parallelFor(groups, grain: 1, body) } else { body(0..<groups, 0) }
+        if workers > 1 && groups * mPanels > 1 {
+            // Work-stolen rectangles, about `WorkItems.itemsPerWorker` per worker (a static share of the groups
+            // waited for the slowest core and gave 16 workers two or three groups each at B = 32).
+            let items = WorkItems(mTiles: groups, nPanels: mPanels, mr: mr, mc: bp.mc, workers: workers)
+            executor.parallelForStealing(items.count) { item, _ in
+                let (units, samplePanels) = items.rectangle(item, m: n)
+                body((units.lowerBound / mr)..<((units.upperBound + mr - 1) / mr), samplePanels)
+            }
+        } else {
+            body(0..<groups, 0..<mPanels)
+        }
         return cost
     }
 }
