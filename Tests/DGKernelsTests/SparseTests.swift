@@ -272,6 +272,52 @@ final class SparseTests: XCTestCase {
         }
     }
 
+    /// The packed gather with every part of its plan at once — whole panels, then a half panel or a panel and a half
+    /// (which start after the whole panels in the packed active rows), then gemv rows — on every kernel set, 1 and 2
+    /// threads, compact and scattered, scattered active units (G = 1) and 16-unit blocks, with and without bias.
+    func testPackedGatherPlanPartsTogether() throws {
+        var rng = SplitMix64(seed: 77)
+        for ks in KernelSet.available() { for threads in [1, 2] {
+            let engine = try makeSparse(threads: threads, isa: ks.isa == .avx512 ? .avx512 : .avx2)
+            engine.gemm.parallelThresholdMACs = 1 << 10
+            engine.sharedPath = .packedGather
+            defer { engine.sharedPath = .auto }
+            let h = 240, d = 37
+            for (n, batch) in [(48, 13), (80, 64), (85, 7), (112, 40), (150, 33), (176, 5)] {
+                let x = randomArray(batch * d, &rng), w = randomArray(h * d, &rng), bias = randomArray(h, &rng)
+                let pre = Reference.sgemm(transB: true, m: batch, n: h, k: d, a: x, lda: d, b: w, ldb: d)
+                // n units out of h: every other unit first (scattered rows), the rest from the top.
+                var flags = [Bool](repeating: false, count: h)
+                var picked = 0
+                for u in stride(from: 0, to: h, by: 2) where picked < n { flags[u] = true; picked += 1 }
+                for u in stride(from: h - 1, through: 0, by: -1) where picked < n && !flags[u] { flags[u] = true; picked += 1 }
+                let mask = try GateMask.shared(blockFlags: flags, granularity: 1, units: h)
+                let active = mask.activeUnits.map(Int.init)
+                XCTAssertEqual(active.count, n)
+                for withBias in [true, false] {
+                    let tag = "\(ks.name) threads \(threads) n \(n) B \(batch) bias \(withBias) plan \(engine.gatherPlan(active: n))"
+                    var compact = [Float](repeating: .nan, count: batch * n)
+                    var scattered = [Float](repeating: .nan, count: batch * h)
+                    try bias.withUnsafeBufferPointer { bp in
+                        let b = withBias ? bp.baseAddress : nil
+                        try engine.gatedLinear(input: x, batch: batch, inFeatures: d, weights: w, bias: b, units: h, mask: mask,
+                                               layout: .compact, output: &compact)
+                        try engine.gatedLinear(input: x, batch: batch, inFeatures: d, weights: w, bias: b, units: h, mask: mask,
+                                               layout: .scattered, output: &scattered)
+                    }
+                    for i in 0..<batch {
+                        for (j, u) in active.enumerated() {
+                            let want = max(0, pre[i * h + u] + (withBias ? Double(bias[u]) : 0))
+                            XCTAssertEqual(Double(compact[i * n + j]), want, accuracy: 1e-4 * Double(d), "compact \(tag) (\(i), \(u))")
+                            XCTAssertEqual(scattered[i * h + u], compact[i * n + j], "scattered \(tag) (\(i), \(u))")
+                        }
+                        for u in 0..<h where !flags[u] { XCTAssertEqual(scattered[i * h + u], 0, "scattered gap \(tag) (\(i), \(u))") }
+                    }
+                }
+            }
+        } }
+    }
+
     /// The per-sample mask statistics the cost model reads (counted 16 bytes at a time, flushed every 255 rows) against
     /// plain loops: widths around 16, more than 255 rows, more than 255 × 16 blocks, all on, all off, random.
     func testMaskStatsMatchPlainCounts() throws {

@@ -187,21 +187,31 @@ public final class SparseEngine: @unchecked Sendable {
             return SparseReport(strategy: .dense, cost: CostBreakdown(useful: useful), denseMACs: denseMACs, activePairs: pairs)
         }
         let runs = Runs(units)
+        let nr = gemm.kernels.nr
+        let wholePanels = packed != nil && (0..<runs.count).allSatisfy {
+            runs.start[$0] % nr == 0 && ((runs.start[$0] + runs.length[$0]) % nr == 0 || runs.start[$0] + runs.length[$0] == h)
+        }
+        // Which path runs (the packed gather computes compact tiles, then scatters them with the zeros in one pass).
+        let choice: SharedPathChoice? = n == 0 || wholePanels || batch == 1 ? nil
+            : sharedPath == .auto ? cheapestSharedPath(batch: batch, active: n, features: d) : sharedPath
         if layout == .scattered {
-            // Inactive columns are 0; the active ones are overwritten below.
-            if runs.count * 4 > n {
-                (out).update(repeating: 0, count: batch * h)  // short runs: one vector fill beats many gap fills
-            } else {
-                for b in 0..<batch { zeroGaps(out + b * h, runs: runs, width: h) }
-            }
             overhead.bytesWritten += 4 * batch * (h - n)
+            if choice != .packedGather {
+                // Inactive columns are 0; the active ones are written in place below.
+                overSampleRows(batch, floats: batch * h) { rows in
+                    if runs.count * 4 > n {
+                        (out + rows.lowerBound * h).update(repeating: 0, count: rows.count * h)  // short runs: one fill
+                    } else {
+                        for b in rows { self.zeroGaps(out + b * h, runs: runs, width: h) }
+                    }
+                }
+            }
         }
         guard n > 0 else {
             return SparseReport(strategy: .sharedGather, cost: CostBreakdown(useful: useful, overhead: overhead),
                                 denseMACs: denseMACs, activePairs: 0)
         }
-        let nr = gemm.kernels.nr
-        if let p = packed, (0..<runs.count).allSatisfy({ runs.start[$0] % nr == 0 && ((runs.start[$0] + runs.length[$0]) % nr == 0 || runs.start[$0] + runs.length[$0] == h) }) {
+        if let p = packed, wholePanels {
             // Whole panels: run only the active panels of the pre-packed weights, no packing of W at all.
             var panels: [Int32] = []
             for r in 0..<runs.count {
@@ -245,7 +255,6 @@ public final class SparseEngine: @unchecked Sendable {
             return SparseReport(strategy: .sharedRuns, cost: CostBreakdown(useful: useful, overhead: overhead),
                                 denseMACs: denseMACs, activePairs: pairs)
         }
-        let choice = sharedPath == .auto ? cheapestSharedPath(batch: batch, active: n, features: d) : sharedPath
         if choice == .gemv {
             // A few samples: each group of four active rows of W meets every sample while it is in L1.
             let compact = layout == .compact
@@ -276,7 +285,12 @@ public final class SparseEngine: @unchecked Sendable {
         // Packed gather: one GEMM on Wᵀ through a column map over the active rows (its blocked loop packs only those,
         // KC × NR at a time while they are in L1: cost ∝ r, paying off at large batches where each packed float serves
         // many rows; x is read in place when the panels are few). With a half-panel kernel (AVX-512) a last group of
-        // ≤ NR/2 units is packed on its own and runs on half width: 48 active units cost 48 columns, not 64.
+        // ≤ 1.5·NR units is packed on its own and runs on the 6 × 16 or 6 × 48 kernels (48 active units cost 48
+        // columns, not 64), ≤ 8 leftover units on the multi-sample gemv.
+        // Tried on the 16-vCPU Xeon and not kept: packing all active rows whole-K first (in parallel) and running the
+        // pre-packed GEMM on them. The pack wrote 0.65 MB (208 rows × 784) that other cores then read: 60–70 µs at
+        // 16 threads (~4 floats/ns on one core here, against 17 for a pack that stays in L2), so 256 × 784 × 208 took
+        // 0.18–0.19 ms either way, and at B = 32 (few row items) it was 1.3–3× slower than packing in the loop.
         let dst = layout == .compact ? out : scratch.reserve(batch * n)
         let plan = gatherPlan(active: n)
         if plan.lead > 0 {
@@ -300,7 +314,7 @@ public final class SparseEngine: @unchecked Sendable {
             let packedTail = gatherScratch
             gemm.packWeightRows(w, rows: tailUnits, k: d, ldw: d, into: packedTail)
             let epilogue = Epilogue(bias: bias, biasIndex: tailUnits.baseAddress, relu: relu)
-            let col = plan.lead, wide = plan.tail > gemm.kernels.nr
+            let col = plan.lead, wide = plan.tail > nr
             overSamples(macs: batch * plan.tail * d) { range, engine in
                 let a = MatrixOperand.rowMajor(x + range.lowerBound * d, ld: d)
                 let c = OutputOperand(base: dst + range.lowerBound * n + col, rowStride: n)
@@ -320,18 +334,18 @@ public final class SparseEngine: @unchecked Sendable {
             }
         }
         if layout == .scattered {
-            // Compact tiles (full micro-tiles, vector stores), then the runs copied into place.
+            // Compact tiles (full micro-tiles, vector stores), then each output row written once: zeros and runs.
             let tmp = UnsafePointer(dst)
-            if runs.count * 4 > n {
-                // Short runs (unit masks): element scatter beats a copy call per run.
-                for b in 0..<batch {
+            overSampleRows(batch, floats: batch * h) { rows in
+                for b in rows {
                     let row = out + b * h, src = tmp + b * n
-                    for p in 0..<n { row[Int(units[p])] = src[p] }
-                }
-            } else {
-                for b in 0..<batch {
-                    for r in 0..<runs.count {
-                        (out + b * h + runs.start[r]).update(from: tmp + b * n + runs.offset[r], count: runs.length[r])
+                    if runs.count * 4 > n {
+                        // Short runs (unit masks): element scatter beats a copy call per run.
+                        row.update(repeating: 0, count: h)
+                        for p in 0..<n { row[Int(units[p])] = src[p] }
+                    } else {
+                        self.zeroGaps(row, runs: runs, width: h)
+                        for r in 0..<runs.count { (row + runs.start[r]).update(from: src + runs.offset[r], count: runs.length[r]) }
                     }
                 }
             }
@@ -442,6 +456,17 @@ public final class SparseEngine: @unchecked Sendable {
         if mask.kind == .perSample {
             guard mask.batch == batch else { throw SparseError.maskBatchMismatch(maskBatch: mask.batch, batch: batch) }
             guard layout == .scattered else { throw SparseError.compactNeedsSharedMask }
+        }
+    }
+
+    /// Runs `body` over blocks of output rows: on the workers (work-stolen, about `WorkItems.itemsPerWorker` blocks
+    /// each) once the rows hold ≥ 64 K floats — a full-width output of 256 × 2048 zeroed and scattered on one thread
+    /// took 0.24 ms at 16 threads on the Xeon VM, longer than the gathered GEMM itself — on the caller otherwise.
+    func overSampleRows(_ batch: Int, floats: Int, _ body: @escaping (Range<Int>) -> Void) {
+        if workerCount > 1 && floats >= 1 << 16 && batch > 1 {
+            gemm.executor.parallelForStealing(batch, unit: 1, blocksPerWorker: WorkItems.itemsPerWorker) { rows, _ in body(rows) }
+        } else {
+            body(0..<batch)
         }
     }
 
