@@ -21,6 +21,12 @@ public final class GemmEngine: @unchecked Sendable {
     /// Pre-packed calls selecting at most this many panels read A in place instead of packing it.
     public static let inPlacePanelLimit = 4
 
+    /// Narrow products (n < NR/2) with k below this run on `gemmWeightRows`, from it up as dot products. Each dot
+    /// product pays a horizontal sum, which a short k does not amortise: the 10-class layer at B = 256 (1 thread,
+    /// Zen 5) took 7.4 → 4.0 µs at k = 51, 10.0 → 7.7 at k = 128, 13–16 → 12.4 at k = 208, the same 14.2 at 256,
+    /// and 22–27 against 33 µs at k = 512 for the dot products.
+    static let narrowDotMinK = 256
+
     /// Tall multi-worker products with at most this many panels of B give each rectangle its own packed panel
     /// instead of BLIS's shared packed B (see `blockedPath`). Tests set 0 to cover the shared path on small shapes.
     public var ownPanelLimit = 8
@@ -114,6 +120,12 @@ public final class GemmEngine: @unchecked Sendable {
         if m == 1 && b.rowStride == 1 && b.rowIndex == nil && a.colStride == 1 && a.colIndex == nil {
             gemvPath(n: n, k: k, a: a, b: b, c: c, epilogue: epilogue)
             return cost
+        }
+        if takesNarrowPath(m: m, n: n) && k < Self.narrowDotMinK && b.rowStride == 1 && b.rowIndex == nil
+            && a.colStride == 1 && a.colIndex == nil && epilogue.beta == 0 {
+            // A few output columns over a short k (the classifier after a shared mask's active units): W's rows in
+            // place as the micro-kernel's A side, x packed once, tiles transposed into C.
+            return gemmWeightRows(m: m, n: n, k: k, a: a, w: b.base, ldw: b.colStride, wRows: b.colIndex, c: c, epilogue: epilogue)
         }
         if takesNarrowPath(m: m, n: n) && dotProductsFit(n: n, a: a, b: b, c: c, epilogue: epilogue) {
             // A few output columns whose weights are contiguous rows: dot products along k, nothing packed.
