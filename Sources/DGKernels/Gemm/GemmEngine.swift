@@ -21,7 +21,7 @@ public final class GemmEngine: @unchecked Sendable {
     /// Pre-packed calls selecting at most this many panels read A in place instead of packing it.
     public static let inPlacePanelLimit = 4
 
-    /// Narrow products (n < NR/2) with k below this run on `gemmWeightRows`, from it up as dot products. Each dot
+    /// Narrow products (n < NR/2) on one thread with k below this run on `gemmWeightRows`, otherwise as dot products. Each dot
     /// product pays a horizontal sum, which a short k does not amortise: the 10-class layer at B = 256 (1 thread,
     /// Zen 5) took 7.4 → 4.0 µs at k = 51, 10.0 → 7.7 at k = 128, 13–16 → 12.4 at k = 208, the same 14.2 at 256,
     /// and 22–27 against 33 µs at k = 512 for the dot products.
@@ -122,9 +122,11 @@ public final class GemmEngine: @unchecked Sendable {
             return cost
         }
         if takesNarrowPath(m: m, n: n) && k < Self.narrowDotMinK && b.rowStride == 1 && b.rowIndex == nil
-            && a.colStride == 1 && a.colIndex == nil && epilogue.beta == 0 {
-            // A few output columns over a short k (the classifier after a shared mask's active units): W's rows in
-            // place as the micro-kernel's A side, x packed once, tiles transposed into C.
+            && a.colStride == 1 && a.colIndex == nil && epilogue.beta == 0
+            && (executor.workerCount == 1 || m * n * k < parallelThresholdMACs) {
+            // A few output columns over a short k on one thread (the classifier after a shared mask's active units):
+            // W's rows in place as the micro-kernel's A side, x packed once, tiles transposed into C. Split over
+            // workers the dot products scale better (16 threads, k = 208: 10 µs against 21 µs here).
             return gemmWeightRows(m: m, n: n, k: k, a: a, w: b.base, ldw: b.colStride, wRows: b.colIndex, c: c, epilogue: epilogue)
         }
         if takesNarrowPath(m: m, n: n) && dotProductsFit(n: n, a: a, b: b, c: c, epilogue: epilogue) {
@@ -234,7 +236,9 @@ public final class GemmEngine: @unchecked Sendable {
                 // block of rows, each packing its own panel (KC × NR in L1) and reading A in place. The panel is
                 // packed once per row block instead of once, but nothing packed crosses cores and there is one
                 // fork-join instead of two per stretch of K.
-                let rowBlocks = clamp((WorkItems.itemsPerWorker * workers + nTiles - 1) / nTiles, 1, mTiles)
+                // At least four row tiles (24 rows) per rectangle, so each packed panel serves enough rows: with one
+                // tile per rectangle 16 threads packed a 256 × 784 × 32 gate's panel 43 times (0.038 → 0.030 ms).
+                let rowBlocks = clamp((WorkItems.itemsPerWorker * workers + nTiles - 1) / nTiles, 1, max(1, mTiles / 4))
                 executor.parallelForStealing(rowBlocks * nTiles) { item, t in
                     let block = item / nTiles, panel = item % nTiles
                     let t0 = block * mTiles / rowBlocks, t1 = (block + 1) * mTiles / rowBlocks
