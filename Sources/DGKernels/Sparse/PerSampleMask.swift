@@ -237,8 +237,11 @@ extension SparseEngine {
                         for i in 0..<m { (out + Int(rowMap[i]) * h + lo).update(from: tile + i * width, count: width) }
                     }
                 }
-                if workerCount > 1 && groups.count >= workerCount {
-                    gemm.executor.parallelFor(groups.count, grain: 1) { range, slot in
+                if workerCount > 1 && groups.count >= 2 && groups.computedPairs * d >= gemm.parallelThresholdMACs {
+                    // Groups differ in size (samples per block): runs of adjacent groups (neighbouring blocks share
+                    // panels) are work-stolen, about `WorkItems.itemsPerWorker` per worker (a static share each
+                    // waited for the slowest worker, and fewer groups than workers ran on one thread).
+                    gemm.executor.parallelForStealing(groups.count, unit: 1, blocksPerWorker: WorkItems.itemsPerWorker) { range, slot in
                         body(range, self.slotEngines[slot], self.slotScratch[slot])
                     }
                 } else {
@@ -288,7 +291,7 @@ extension SparseEngine {
                     }
                 }
                 if workerCount > 1 && pairs * d >= gemm.parallelThresholdMACs {
-                    gemm.executor.parallelFor(batch, grain: 1, body)
+                    gemm.executor.parallelForStealing(batch, unit: 1, blocksPerWorker: WorkItems.itemsPerWorker, body)
                 } else {
                     body(0..<batch, 0)
                 }
@@ -320,7 +323,11 @@ extension SparseEngine {
                     }
                 }
             } }
-            if parallel { gemm.executor.parallelFor(mask.batch, grain: 8, body) } else { body(0..<mask.batch, 0) }
+            if parallel {
+                gemm.executor.parallelForStealing(mask.batch, unit: 8, blocksPerWorker: WorkItems.itemsPerWorker, body)
+            } else {
+                body(0..<mask.batch, 0)
+            }
         }
     }
 
