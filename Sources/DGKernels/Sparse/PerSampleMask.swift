@@ -290,11 +290,7 @@ extension SparseEngine {
                         if h > next { (ob + next).update(repeating: 0, count: h - next) }
                     }
                 }
-                if workerCount > 1 && pairs * d >= gemm.parallelThresholdMACs {
-                    gemm.executor.parallelForStealing(batch, unit: 1, blocksPerWorker: WorkItems.itemsPerWorker, body)
-                } else {
-                    body(0..<batch, 0)
-                }
+                overSampleBlocks(batch, unit: 1, parallel: pairs * d >= gemm.parallelThresholdMACs, body)
             }
             let cost = CostBreakdown(
                 useful: useful,
@@ -309,7 +305,7 @@ extension SparseEngine {
         let blocks = mask.blockCount, g = mask.granularity, h = mask.units
         mask.bits.withUnsafeBufferPointer { bits in
             // Split over samples like the GEMM before it, or the pass would be the serial tail of a parallel layer.
-            let parallel = workerCount > 1 && mask.batch >= 2 && mask.batch * h * 64 >= gemm.parallelThresholdMACs
+            let parallel = mask.batch * h * 64 >= gemm.parallelThresholdMACs
             let body: (Range<Int>, Int) -> Void = { range, _ in for b in range {
                 let row = out + b * h, flags = bits.baseAddress! + b * blocks
                 if g == 1 {
@@ -323,11 +319,7 @@ extension SparseEngine {
                     }
                 }
             } }
-            if parallel {
-                gemm.executor.parallelForStealing(mask.batch, unit: 8, blocksPerWorker: WorkItems.itemsPerWorker, body)
-            } else {
-                body(0..<mask.batch, 0)
-            }
+            overSampleBlocks(mask.batch, unit: 8, parallel: parallel, body)
         }
     }
 

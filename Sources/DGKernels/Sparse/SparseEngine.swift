@@ -198,7 +198,7 @@ public final class SparseEngine: @unchecked Sendable {
             overhead.bytesWritten += 4 * batch * (h - n)
             if choice != .packedGather {
                 // Inactive columns are 0; the active ones are written in place below.
-                overSampleRows(batch, floats: batch * h) { rows in
+                overSampleBlocks(batch, unit: 1, parallel: batch * h >= Self.rowPassParallelFloats) { rows, _ in
                     if runs.count * 4 > n {
                         (out + rows.lowerBound * h).update(repeating: 0, count: rows.count * h)  // short runs: one fill
                     } else {
@@ -289,7 +289,7 @@ public final class SparseEngine: @unchecked Sendable {
         // columns, not 64), ≤ 8 leftover units on the multi-sample gemv.
         // Tried on the 16-vCPU Xeon and not kept: packing all active rows whole-K first (in parallel) and running the
         // pre-packed GEMM on them. The pack wrote 0.65 MB (208 rows × 784) that other cores then read: 60–70 µs at
-        // 16 threads (~4 floats/ns on one core here, against 17 for a pack that stays in L2), so 256 × 784 × 208 took
+        // 16 threads (~4 floats/ns on one Zen 5 core, against 17 for a pack that stays in L2), so 256 × 784 × 208 took
         // 0.18–0.19 ms either way, and at B = 32 (few row items) it was 1.3–3× slower than packing in the loop.
         let dst = layout == .compact ? out : scratch.reserve(batch * n)
         let plan = gatherPlan(active: n)
@@ -298,15 +298,12 @@ public final class SparseEngine: @unchecked Sendable {
                       b: MatrixOperand(base: w, rowStride: 1, colStride: d, colIndex: units.baseAddress),
                       c: OutputOperand(base: dst, rowStride: n), epilogue: Epilogue(bias: bias, biasIndex: units.baseAddress, relu: relu))
         }
-        // The serial tail kernels split the samples over the workers: blocks of whole MR-row strips, about
-        // `WorkItems.itemsPerWorker` per worker, work-stolen (a static half each waited for the slower core).
+        // The serial tail kernels split the samples over the workers in whole MR-row strips (a static half each
+        // waited for the slower core); each worker runs its slot's serial engine.
         func overSamples(macs: Int, _ body: @escaping (Range<Int>, GemmEngine) -> Void) {
-            if workerCount > 1 && macs >= gemm.parallelThresholdMACs {
-                gemm.executor.parallelForStealing(batch, unit: gemm.kernels.mr, blocksPerWorker: WorkItems.itemsPerWorker) { range, slot in
-                    body(range, self.slotEngines[slot])
-                }
-            } else {
-                body(0..<batch, gemm)
+            let parallel = macs >= gemm.parallelThresholdMACs
+            overSampleBlocks(batch, unit: gemm.kernels.mr, parallel: parallel) { range, slot in
+                body(range, parallel && self.workerCount > 1 ? self.slotEngines[slot] : self.gemm)
             }
         }
         if plan.tail > 0 {
@@ -336,7 +333,7 @@ public final class SparseEngine: @unchecked Sendable {
         if layout == .scattered {
             // Compact tiles (full micro-tiles, vector stores), then each output row written once: zeros and runs.
             let tmp = UnsafePointer(dst)
-            overSampleRows(batch, floats: batch * h) { rows in
+            overSampleBlocks(batch, unit: 1, parallel: batch * h >= Self.rowPassParallelFloats) { rows, _ in
                 for b in rows {
                     let row = out + b * h, src = tmp + b * n
                     if runs.count * 4 > n {
@@ -459,16 +456,21 @@ public final class SparseEngine: @unchecked Sendable {
         }
     }
 
-    /// Runs `body` over blocks of output rows: on the workers (work-stolen, about `WorkItems.itemsPerWorker` blocks
-    /// each) once the rows hold ≥ 64 K floats — a full-width output of 256 × 2048 zeroed and scattered on one thread
-    /// took 0.24 ms at 16 threads on the Xeon VM, longer than the gathered GEMM itself — on the caller otherwise.
-    func overSampleRows(_ batch: Int, floats: Int, _ body: @escaping (Range<Int>) -> Void) {
-        if workerCount > 1 && floats >= 1 << 16 && batch > 1 {
-            gemm.executor.parallelForStealing(batch, unit: 1, blocksPerWorker: WorkItems.itemsPerWorker) { rows, _ in body(rows) }
+    /// Runs `body(rows, slot)` over blocks of whole `unit`s of the batch's rows: with `parallel` (and workers) on the
+    /// workers, work-stolen, about `WorkItems.itemsPerWorker` blocks each; otherwise all rows on the caller (slot 0).
+    /// Every per-row stage of a parallel layer goes through it, or it becomes the layer's serial tail: a full-width
+    /// output of 256 × 2048 zeroed and scattered on one thread took 0.24 ms at 16 threads on the Xeon VM, longer than
+    /// the gathered GEMM itself.
+    func overSampleBlocks(_ batch: Int, unit: Int, parallel: Bool, _ body: @escaping (Range<Int>, Int) -> Void) {
+        if parallel && workerCount > 1 && batch > unit {
+            gemm.executor.parallelForStealing(batch, unit: unit, blocksPerWorker: WorkItems.itemsPerWorker, body)
         } else {
-            body(0..<batch)
+            body(0..<batch, 0)
         }
     }
+
+    /// Row passes (zeroing, scattering) over at least this many output floats run on the workers.
+    static let rowPassParallelFloats = 1 << 16
 
     /// Zeroes the columns of one output row that no run covers.
     func zeroGaps(_ row: UnsafeMutablePointer<Float>, runs: Runs, width: Int) {
