@@ -75,6 +75,10 @@ public final class GemmEngine: @unchecked Sendable {
 
     public var workerCount: Int { executor.workerCount }
 
+    /// Workers a call of `macs` multiply-adds runs on: all of them from `parallelThresholdMACs` up, else one.
+    @inline(__always)
+    func workers(forMACs macs: Int) -> Int { macs >= parallelThresholdMACs ? executor.workerCount : 1 }
+
     // MARK: - BLAS-like entry point
 
     /// C[m×n] = op(A)·op(B) (+ beta·C)(+ bias)(ReLU), all row-major.
@@ -123,7 +127,7 @@ public final class GemmEngine: @unchecked Sendable {
         }
         if takesNarrowPath(m: m, n: n) && k < Self.narrowDotMinK && b.rowStride == 1 && b.rowIndex == nil
             && a.colStride == 1 && a.colIndex == nil && epilogue.beta == 0
-            && (executor.workerCount == 1 || m * n * k < parallelThresholdMACs) {
+            && workers(forMACs: m * n * k) == 1 {
             // A few output columns over a short k on one thread (the classifier after a shared mask's active units):
             // W's rows in place as the micro-kernel's A side, x packed once, tiles transposed into C. Split over
             // workers the dot products scale better (16 threads, k = 208: 10 µs against 21 µs here).
@@ -165,7 +169,7 @@ public final class GemmEngine: @unchecked Sendable {
                 multi(n, k, w, ldw, rowIds, samples.count, a.base + samples.lowerBound * a.rowStride,
                       a.rowStride, c.base + samples.lowerBound * c.rowStride, c.rowStride, false, epilogue.bias, epilogue.relu)
             }
-            let workers = m * n * k >= parallelThresholdMACs ? executor.workerCount : 1
+            let workers = workers(forMACs: m * n * k)
             if workers <= 1 { body(0..<m); return }
             executor.parallelForStealing(m, unit: 4, blocksPerWorker: WorkItems.itemsPerWorker) { samples, _ in body(samples) }
         }
@@ -217,7 +221,7 @@ public final class GemmEngine: @unchecked Sendable {
     /// along M duplicates B packing, so the split goes along the larger of the two (cost ∝ the other).
     private func blockedPath(m: Int, n: Int, k: Int, a: MatrixOperand, b: MatrixOperand, c: OutputOperand, epilogue: Epilogue) {
         let mr = kernels.mr, nr = kernels.nr
-        var workers = (m * n * k >= parallelThresholdMACs) ? executor.workerCount : 1
+        var workers = workers(forMACs: m * n * k)
         let mTiles = (m + mr - 1) / mr, nTiles = (n + nr - 1) / nr
         let splitN = nTiles * nr >= mTiles * mr
         workers = min(workers, splitN ? nTiles : mTiles)
@@ -556,7 +560,7 @@ public final class GemmEngine: @unchecked Sendable {
         guard m > 0, selected > 0 else { return .zero }
         let bp = kernels.blocking
         let mTiles = (m + mr - 1) / mr
-        var workers = (m * columns * k >= parallelThresholdMACs) ? executor.workerCount : 1
+        var workers = workers(forMACs: m * columns * k)
         let splitN = selected * nr >= mTiles * mr
         workers = min(workers, splitN ? selected : mTiles)
         let panelIndex = panels?.baseAddress

@@ -28,7 +28,7 @@ extension GemmEngine {
                                rowIndex: a.colIndex, colIndex: a.rowIndex)
         let packed = bBuffers[0].reserve(k * mPad)
         let ct = narrowScratch.reserve(n * mPad)
-        let workers = m * n * k >= parallelThresholdMACs ? executor.workerCount : 1
+        let workers = workers(forMACs: m * n * k)
         let packTasks = kBlocks * mPanels
         let packItem: (Int) -> Void = { t in
             let kb = t / mPanels, p = t % mPanels
