@@ -80,6 +80,18 @@ public final class MoEPackedWeights: @unchecked Sendable {
     init(w1: [PackedWeights], w2: [PackedWeights]) { self.w1 = w1; self.w2 = w2 }
 }
 
+/// How an MoE forward ran its expert GEMMs on the workers.
+public enum ExpertSchedule: String, Sendable, Codable, Equatable {
+    /// One worker (or too little work to split): every expert in turn on one core.
+    case serial
+    /// One busy expert after another, each GEMM split over all workers on its own (two fork-joins per expert).
+    case inTurn
+    /// Whole experts (both layers) on the workers' own engines, assigned longest first: one region.
+    case perWorker
+    /// One work-stealing region per layer over items of equal work cut from every busy expert's weight panels.
+    case sharedRegion
+}
+
 /// What an MoE forward did: routing outcome and exact cost (router MACs are `overhead`).
 public struct MoEReport: Sendable, Codable, Equatable {
     /// Assignments routed to each expert before the capacity limit.
@@ -94,14 +106,17 @@ public struct MoEReport: Sendable, Codable, Equatable {
     public var cost: CostBreakdown
     /// MACs if every token ran exactly topK experts with no drops (the layer's nominal work).
     public var nominalMACs: Int
+    /// How the expert GEMMs were spread over the workers.
+    public var schedule: ExpertSchedule
     /// Wall time of each phase (seconds): router (logits GEMM + softmax/top-k), dispatch (capacity, gather
     /// lists), experts (the GEMM pairs), combine. Says where time goes when MoE is slower than dense.
     public var phaseSeconds: [String: Double] = [:]
 }
 
 /// Mixture-of-experts FFN on the dense kernels: router GEMM → softmax → top-k → capacity → per-expert
-/// gathered GEMM pair (D→H ReLU → Dout) → weighted scatter-combine. Parallel over experts (each worker its
-/// own serial GEMM engine, experts assigned longest-first) and over tokens (routing and combine).
+/// gathered GEMM pair (D→H ReLU → Dout) → weighted scatter-combine. Parallel over experts (each worker its own
+/// serial GEMM engine, experts assigned longest-first) or, with fewer busy experts than workers, over items of
+/// equal work cut from each layer's panels of all experts; and over tokens (routing and combine).
 /// Calls on one engine must not overlap.
 public final class MoEEngine: @unchecked Sendable {
     public let gemm: GemmEngine
@@ -113,9 +128,21 @@ public final class MoEEngine: @unchecked Sendable {
     /// Receives the router / dispatch / experts / combine phases when profiling (`dgperf profile`); nil otherwise.
     public var recorder: PhaseRecorder?
 
+    /// How the experts run when at least 2 but fewer than `workerCount` of them are busy (8 experts on 16 cores):
+    /// `.sharedRegion` unless a comparison asks for `.inTurn` (`dgperf kernel --masks moe --all-strategies` times both).
+    public var fewExpertsSchedule = FewExpertsSchedule.sharedRegion
+    public enum FewExpertsSchedule: String, Sendable, CaseIterable { case sharedRegion, inTurn }
+
     public init(gemm: GemmEngine) {
         self.gemm = gemm
         slotEngines = (0..<gemm.workerCount).map { _ in GemmEngine(kernels: gemm.kernels, executor: SerialExecutor()) }
+    }
+
+    /// Panel ids 0..<count (a panel range as the pre-packed GEMM's panel list), kept between calls.
+    private var panelIdentity: [Int32] = []
+    private func identityPanels(upTo count: Int) -> [Int32] {
+        if panelIdentity.count < count { panelIdentity = (0..<Int32(count)).map { $0 } }
+        return panelIdentity
     }
 
     /// Packs every expert's W1 and W2 once (for `forward(…, packed:)`); the router stays unpacked (it is small).
@@ -203,8 +230,7 @@ public final class MoEEngine: @unchecked Sendable {
                 }
             }
         }
-        var rowOffset = [Int](repeating: 0, count: e + 1)
-        for ex in 0..<e { rowOffset[ex + 1] = rowOffset[ex] + load[ex] }
+        let rowOffset = load.reduce(into: [0]) { $0.append($0.last! + $1) }
         let kept = rowOffset[e]
         let flatMembers = members.flatMap { $0 }
 
@@ -214,41 +240,76 @@ public final class MoEEngine: @unchecked Sendable {
         // 4. Experts: gathered rows → ReLU(x·W1ᵀ + b1) → ·W2ᵀ + b2, into expert-major scratch.
         let hs = hidden.reserve(max(1, kept * hDim))
         let os = expertOut.reserve(max(1, kept * o))
+        let nr = gemm.kernels.nr
+        let panelIds = identityPanels(upTo: (max(hDim, o) + nr - 1) / nr)
+        var schedule = ExpertSchedule.serial
         weights.w1.withUnsafeBufferPointer { w1 in weights.b1.withUnsafeBufferPointer { b1 in
         weights.w2.withUnsafeBufferPointer { w2 in weights.b2.withUnsafeBufferPointer { b2 in
         flatMembers.withUnsafeBufferPointer { rows in
-            let runExpert: (Int, GemmEngine) -> Void = { ex, engine in
-                let n = load[ex]
-                guard n > 0 else { return }
-                let rowMap = rows.baseAddress! + rowOffset[ex]
-                let hOut = hs + rowOffset[ex] * hDim
-                let xRows = MatrixOperand(base: x, rowStride: d, colStride: 1, rowIndex: rowMap)
-                let e1 = Epilogue(bias: b1.baseAddress! + ex * hDim, relu: true), e2 = Epilogue(bias: b2.baseAddress! + ex * o)
-                let c1 = OutputOperand(base: hOut, rowStride: hDim), c2 = OutputOperand(base: os + rowOffset[ex] * o, rowStride: o)
+        panelIds.withUnsafeBufferPointer { ids in
+            // Expert `ex`'s rows × panels `panels` of layer 1 (x·W1ᵀ, ReLU) or layer 2 (h·W2ᵀ) on `engine`.
+            let load = load  // immutable copies for the workers' closures (no shared boxes)
+            let runPiece: (_ layer: Int, _ ex: Int, _ panels: Range<Int>, GemmEngine) -> Void = { layer, ex, panels, engine in
+                let n = load[ex], r0 = rowOffset[ex]
+                let (kIn, nOut) = layer == 1 ? (d, hDim) : (hDim, o)
+                let a = layer == 1 ? MatrixOperand(base: x, rowStride: d, colStride: 1, rowIndex: rows.baseAddress! + r0)
+                                   : .rowMajor(UnsafePointer(hs + r0 * hDim), ld: hDim)
+                let out = layer == 1 ? hs + r0 * hDim : os + r0 * o
+                let bias = layer == 1 ? b1.baseAddress! + ex * hDim : b2.baseAddress! + ex * o
                 if let p = packed {
-                    engine.gemm(m: n, a: xRows, packed: p.w1[ex], c: c1, epilogue: e1)
-                    engine.gemm(m: n, a: .rowMajor(UnsafePointer(hOut), ld: hDim), packed: p.w2[ex], c: c2, epilogue: e2)
+                    // C's columns are the weights' units: a panel subset writes its own columns of the full-width rows.
+                    engine.gemm(m: n, a: a, packed: layer == 1 ? p.w1[ex] : p.w2[ex],
+                                panels: UnsafeBufferPointer(rebasing: ids[panels]), c: OutputOperand(base: out, rowStride: nOut),
+                                epilogue: Epilogue(bias: bias, relu: layer == 1))
                 } else {
-                    engine.gemm(m: n, n: hDim, k: d, a: xRows, b: .rowMajor(w1.baseAddress! + ex * hDim * d, ld: d, transposed: true),
-                                c: c1, epilogue: e1)
-                    engine.gemm(m: n, n: o, k: hDim, a: .rowMajor(UnsafePointer(hOut), ld: hDim),
-                                b: .rowMajor(w2.baseAddress! + ex * o * hDim, ld: hDim, transposed: true), c: c2, epilogue: e2)
+                    let c0 = panels.lowerBound * nr, c1 = min(nOut, panels.upperBound * nr)
+                    let w = layer == 1 ? w1.baseAddress! + ex * hDim * d : w2.baseAddress! + ex * o * hDim
+                    engine.gemm(m: n, n: c1 - c0, k: kIn, a: a, b: .rowMajor(w + c0 * kIn, ld: kIn, transposed: true),
+                                c: OutputOperand(base: out + c0, rowStride: nOut), epilogue: Epilogue(bias: bias + c0, relu: layer == 1))
                 }
             }
+            let panels1 = (hDim + nr - 1) / nr, panels2 = (o + nr - 1) / nr
+            let runExpert: (Int, GemmEngine) -> Void = { ex, engine in
+                runPiece(1, ex, 0..<panels1, engine); runPiece(2, ex, 0..<panels2, engine)
+            }
             let busy = (0..<e).filter { load[$0] > 0 }
-            if workers > 1 && busy.count >= workers {
-                // Longest-processing-time-first assignment of experts to worker slots.
-                var bins = [[Int]](repeating: [], count: workers)
-                var binLoad = [Int](repeating: 0, count: workers)
+            let expertWorkers = gemm.workers(forMACs: kept * weights.expertMACsPerToken)
+            if expertWorkers <= 1 {
+                schedule = .serial
+                for ex in busy { runExpert(ex, gemm) }
+            } else if busy.count == 1 || (busy.count < expertWorkers && fewExpertsSchedule == .inTurn) {
+                schedule = .inTurn
+                // One busy expert (or `.inTurn` asked for): its GEMMs split on their own (the GEMM's rectangles; on
+                // 2 threads the single-expert cells ran 0–10 % faster that way than cut into the items below).
+                for ex in busy { runExpert(ex, gemm) }
+            } else if busy.count >= expertWorkers {
+                schedule = .perWorker
+                // A busy expert per worker at least: whole experts (both layers on one core, one region), assigned
+                // longest-processing-time first. Measured against the items below on 2 threads (8 experts, pre-packed):
+                // those were 5–15 % slower (a second region; stealing whole experts ends less even than LPT).
+                var bins = [[Int]](repeating: [], count: expertWorkers)
+                var binLoad = [Int](repeating: 0, count: expertWorkers)
                 for ex in busy.sorted(by: { load[$0] > load[$1] }) {
                     let s = binLoad.indices.min { binLoad[$0] < binLoad[$1] }!
                     bins[s].append(ex); binLoad[s] += load[ex]
                 }
-                gemm.executor.run(tasks: workers) { s in for ex in bins[s] { runExpert(ex, self.slotEngines[s]) } }
+                gemm.executor.run(tasks: expertWorkers) { s in for ex in bins[s] { runExpert(ex, self.slotEngines[s]) } }
             } else {
-                for ex in busy { runExpert(ex, gemm) }  // few busy experts: each GEMM splits across workers instead
+                // 2 ≤ busy experts < workers (8 experts on 16 cores): a layer of every expert in one work-stealing region,
+                // cut into items of equal work (`items`), each on its worker's serial engine.
+                schedule = .sharedRegion
+                for (layer, width, kIn) in [(1, hDim, d), (2, o, hDim)] {
+                    let plan = MoEEngine.items(load: load, width: width, nr: nr, k: kIn, workers: expertWorkers,
+                                               minMACs: gemm.parallelThresholdMACs)
+                    let engines = slotEngines
+                    plan.segments.withUnsafeBufferPointer { segments in plan.starts.withUnsafeBufferPointer { starts in
+                        gemm.executor.parallelForStealing(starts.count - 1) { i, slot in
+                            for s in starts[i]..<starts[i + 1] { runPiece(layer, segments[s].expert, segments[s].panels, engines[slot]) }
+                        }
+                    }}
+                }
             }
-        }}}}}
+        }}}}}}
 
         lap("experts")
         let perToken = weights.expertMACsPerToken
@@ -288,7 +349,66 @@ public final class MoEEngine: @unchecked Sendable {
         let overhead = routerCost + combineCost
         return MoEReport(requested: requested, load: load, capacity: capacity, droppedAssignments: dropped,
                          droppedTokens: droppedTokens, cost: CostBreakdown(useful: useful, overhead: overhead),
-                         nominalMACs: tokens * k * perToken, phaseSeconds: phase)
+                         nominalMACs: tokens * k * perToken, schedule: schedule, phaseSeconds: phase)
+    }
+
+    /// A run of one expert's weight panels (NR units each) inside a work item: its rows × those panels' columns.
+    struct Segment: Equatable {
+        let expert: Int
+        let panels: Range<Int>
+    }
+
+    /// Work items as one flat list (the workers read it through unsafe pointers, no reference counting on shared
+    /// arrays): item i is `segments[starts[i]..<starts[i + 1]]`.
+    struct ItemPlan: Equatable {
+        let segments: [Segment]
+        let starts: [Int]
+        var count: Int { starts.count - 1 }
+        func item(_ i: Int) -> ArraySlice<Segment> { segments[starts[i]..<starts[i + 1]] }
+    }
+
+    /// Cuts one expert layer (every busy expert's rows × `width` output units in NR-unit panels, `k` deep) into work
+    /// items of about equal multiply-adds: the experts' panels laid end to end, expert after expert, and cut at panel
+    /// boundaries, so an item is a run of panels of one expert or the end of one and the start of the next.
+    /// Items: `WorkItems.itemsPerWorker` per worker, at most one per panel and one per `minMACs` of work, and a
+    /// multiple of the workers once there are that many (3 equal items on 2 workers run as 2 + 1).
+    /// Why: before, fewer busy experts than workers (8 experts on 16) ran one after another, each GEMM split on its
+    /// own (two fork-joins per expert, rectangles of a few rows × one panel), and MoE/dense-equivalent went from
+    /// 1.15× at 1 thread to 1.45× (H = 2048) and 2.06× (H = 512) at 16. The floor: one batch-1 expert
+    /// (784 → 512 → 784) cut into 8 pieces per layer took 1.13–1.19× the time of a dense layer on 2 threads, in
+    /// 2 pieces 1.02–1.09× (each piece is a GEMM call and restarts its weight streams).
+    static func items(load: [Int], width: Int, nr: Int, k: Int, workers: Int, minMACs: Int) -> ItemPlan {
+        let panels = (width + nr - 1) / nr
+        var busy = 0, rows = 0
+        for n in load where n > 0 { busy += 1; rows += n }
+        let units = busy * panels
+        guard units > 0, k > 0 else { return ItemPlan(segments: [], starts: [0]) }
+        func work(_ ex: Int, _ p: Int) -> Int { load[ex] * min(nr, width - p * nr) * k }
+        let total = rows * width * k
+        var count = min(WorkItems.itemsPerWorker * max(1, workers), units, minMACs > 0 ? max(1, total / minMACs) : units)
+        if count >= workers { count -= count % workers }
+        // Each panel goes to the item its work's midpoint falls in (items differ by at most about one panel's work);
+        // item numbers only grow along the list, so the plan is built flat (two allocations: calls are microseconds).
+        var segments: [Segment] = [], starts: [Int] = []
+        segments.reserveCapacity(busy + count); starts.reserveCapacity(count + 1)
+        var done = 0, currentItem = -1
+        for ex in load.indices where load[ex] > 0 {
+            for p in 0..<panels {
+                let w = work(ex, p)
+                let item = min(count - 1, (2 * done + w) * count / (2 * total))
+                done += w
+                if item != currentItem {
+                    starts.append(segments.count); currentItem = item
+                    segments.append(Segment(expert: ex, panels: p..<(p + 1)))
+                } else if let last = segments.last, last.expert == ex {
+                    segments[segments.count - 1] = Segment(expert: ex, panels: last.panels.lowerBound..<(p + 1))
+                } else {
+                    segments.append(Segment(expert: ex, panels: p..<(p + 1)))
+                }
+            }
+        }
+        starts.append(segments.count)
+        return ItemPlan(segments: segments, starts: starts)
     }
 
     /// Softmax over one token's logits, then the k largest probabilities (ties → lower expert id).

@@ -16,12 +16,13 @@ struct KernelCommand: ParsableCommand {
         and the fraction of ideal reached, plus the strategy each call ran.
         Mask kinds: shared (one unit mask, G = 1), block (shared, G > 1), per-sample (every row its own
         mask; strategy chosen by the calibrated cost model, each forced strategy also timed),
-        moe (top-2 of 8 experts, expert hidden = H/4, capacity factor 1.25, vs a dense D→H'→D MLP
-        with the same executed MACs).
+        moe (top-2 of 8 experts unless --top-k/--experts say otherwise, expert hidden = H/4, capacity
+        factor 1.25, vs a dense D→H'→D MLP with the same executed MACs).
         Examples:
           dgperf kernel
           dgperf kernel --hidden 512 --batch 32 --active 0.25 --masks block --granularity 16
           dgperf kernel --masks moe --threads 2
+          dgperf kernel --masks moe --top-k 1 --batch 1 8 --threads 2
         """
     )
 
@@ -33,6 +34,8 @@ struct KernelCommand: ParsableCommand {
     @Option(parsing: .upToNextOption, help: "Mask kinds: shared, block, per-sample, moe.")
     var masks: [String] = ["shared", "block", "per-sample", "moe"]
     @Option(help: "Worker threads.") var threads: Int = 1
+    @Option(help: "MoE: experts (each with hidden H/4).") var experts: Int = 8
+    @Option(help: "MoE: experts per token (1 = Switch, 2 = GShard).") var topK: Int = 2
     @Option(help: "Timed repetitions per path.") var reps: Int = 15
     @Option(help: "Kernel ISA: auto, avx512 or avx2.") var isa: String = "auto"
     @Option(help: "Seed for weights, inputs and masks.") var seed: UInt64 = 1
@@ -58,6 +61,10 @@ struct KernelCommand: ParsableCommand {
         }
         guard layer2Classes >= 0 else { throw ValidationError("--layer2-classes must be ≥ 0 (got \(layer2Classes)); e.g. --layer2-classes 10") }
         guard threads >= 1 else { throw ValidationError("--threads must be ≥ 1 (got \(threads))") }
+        guard experts >= 1 && experts <= 4096 else { throw ValidationError("--experts must be in 1…4096 (got \(experts)); e.g. --experts 8") }
+        guard topK >= 1 && topK <= experts else {
+            throw ValidationError("--top-k must be between 1 and --experts (\(experts)) (got \(topK)); e.g. --top-k 2")
+        }
         guard reps >= 1 else { throw ValidationError("--reps must be ≥ 1 (got \(reps))") }
         guard ISAChoice(rawValue: isa) != nil else { throw ValidationError("--isa must be one of auto, avx512, avx2 (got '\(isa)')") }
         for h in hidden { for b in batch { for d in inputs where h * max(b, d) >= 1 << 31 {
@@ -182,12 +189,13 @@ struct KernelCommand: ParsableCommand {
                           Format.fixed(r.paperRelativeMAC, 3), Format.fixed(r.netRelativeMAC, 3)])
     }
 
-    /// MoE top-2 of 8 (expert hidden H/4, capacity 1.25, Dout = D) vs a dense D→H'→D MLP with the same executed MACs.
+    /// MoE top-k of E (default top-2 of 8; expert hidden H/4, capacity 1.25, Dout = D) vs a dense D→H'→D MLP with the
+    /// same executed MACs.
     private func moe(d: Int, h: Int, b: Int, x: [Float], gemm: GemmEngine, limits: MachineLimits?, rng: inout SplitMix64,
                      row: ([String]) -> Void) throws {
-        let experts = 8, hE = max(1, h / 4)
+        let hE = max(1, h / 4)
         let weights = try MoEWeights.random(inFeatures: d, hidden: hE, outFeatures: d, experts: experts, seed: rng.next())
-        let config = MoEConfig(experts: experts, topK: 2, capacityFactor: 1.25)
+        let config = MoEConfig(experts: experts, topK: topK, capacityFactor: 1.25)
         let engine = MoEEngine(gemm: gemm)
         let packedExperts = prepacked ? engine.pack(weights) : nil
         var y = [Float](repeating: 0, count: b * d)
@@ -202,7 +210,7 @@ struct KernelCommand: ParsableCommand {
         let p1 = prepacked ? gemm.packWeights(w1, n: hEq, k: d, ldw: d) : nil
         let p2 = prepacked ? gemm.packWeights(w2, n: d, k: hEq, ldw: hEq) : nil
         var hid = [Float](repeating: 0, count: b * hEq)
-        let (tDense, tMoE) = try timePair({
+        let denseCall: () throws -> Void = {
             if let p1, let p2 {
                 x.withUnsafeBufferPointer { xp in hid.withUnsafeMutableBufferPointer { hp in y.withUnsafeMutableBufferPointer { yp in
                     gemm.gemm(m: b, a: .rowMajor(xp.baseAddress!, ld: d), packed: p1, c: OutputOperand(base: hp.baseAddress!, rowStride: hEq), epilogue: Epilogue(relu: true))
@@ -212,16 +220,17 @@ struct KernelCommand: ParsableCommand {
                 try gemm.sgemm(transB: true, m: b, n: hEq, k: d, a: x, lda: d, b: w1, ldb: d, c: &hid, ldc: hEq, epilogue: Epilogue(relu: true))
                 try gemm.sgemm(transB: true, m: b, n: d, k: hEq, a: hid, lda: hEq, b: w2, ldb: hEq, c: &y, ldc: d)
             }
-        }, moeCall)
+        }
+        let (tDense, tMoE) = try timePair(denseCall, moeCall)
         let rep = report!
         let ratio = tMoE.median / tDense.median
         row([String(d), String(h), String(b), "dense-eq", "-", "-", "D→\(hEq)→D", "dense"] + times(tDense) + ["-", "-", "-", "-", "-", "-"])
-        row([String(d), String(h), String(b), "moe", "-", "-", "top2/8 H_e=\(hE)", "moe"] + times(tMoE)
+        row([String(d), String(h), String(b), "moe", "-", "-", "top\(topK)/\(experts) H_e=\(hE)", "moe \(rep.schedule.rawValue)"] + times(tMoE)
             + [Format.fixed(tDense.median / tMoE.median, 2), Format.fixed(tDense.min / tMoE.min, 2), "-", "-", Format.fixed(Double(rep.cost.useful.macs) / Double(rep.nominalMACs), 3),
                Format.fixed(Double(rep.cost.total.macs) / Double(rep.nominalMACs), 3)])
         print("    moe: time / dense with same executed MACs = \(Format.fixed(ratio, 2))× median, \(Format.fixed(tMoE.min / tDense.min, 2))× min (target ≤ 1.30); load \(rep.load) capacity \(rep.capacity) dropped \(rep.droppedAssignments) assignments (\(rep.droppedTokens) tokens); router MACs \(rep.cost.overhead.macs)")
         let phases = ["router", "dispatch", "experts", "combine"].map { "\($0) \(Format.fixed((rep.phaseSeconds[$0] ?? 0) * 1e3, 4))" }
-        print("    moe phases (ms, last call): " + phases.joined(separator: ", ") + "; tokens per expert ≈ \(b * 2 / experts)")
+        print("    moe phases (ms, last call): " + phases.joined(separator: ", ") + "; tokens per expert ≈ \(Format.fixed(Double(b * topK) / Double(experts), 1))")
         // The weights each call must read, and how long that takes at least (machine limits cached by `dgperf peak`).
         let expertBytes = rep.load.filter { $0 > 0 }.count * 2 * hE * d * 4, denseBytes = 2 * hEq * d * 4
         var line = "    moe weights: \(megabytes(expertBytes)) MB of expert weights read per call (dense-equivalent \(megabytes(denseBytes)) MB)"
@@ -232,6 +241,21 @@ struct KernelCommand: ParsableCommand {
             line += "; run `dgperf peak` once to also print the bandwidth floor"
         }
         print(line)
+        // --all-strategies: the other schedule for 2 ≤ busy experts < workers, timed against the same dense layer.
+        let busy = rep.load.filter { $0 > 0 }.count
+        if allStrategies && busy >= 2 && busy < threads {
+            for schedule in MoEEngine.FewExpertsSchedule.allCases where schedule != engine.fewExpertsSchedule {
+                let other = MoEEngine(gemm: gemm)
+                other.fewExpertsSchedule = schedule
+                var ran = ExpertSchedule.serial
+                let (tD, tS) = try timePair(denseCall, {
+                    ran = try other.forward(input: x, tokens: b, weights: weights, config: config, packed: packedExperts, output: &y).schedule
+                })
+                row([String(d), String(h), String(b), "moe", "-", "-", "top\(topK)/\(experts) H_e=\(hE)", "moe \(ran.rawValue)"]
+                    + times(tS) + [Format.fixed(tD.median / tS.median, 2), Format.fixed(tD.min / tS.min, 2), "-", "-", "-", "-"])
+                print("    moe \(ran.rawValue): time / dense with same executed MACs = \(Format.fixed(tS.median / tD.median, 2))× median, \(Format.fixed(tS.min / tD.min, 2))× min (same run, against the same dense layer)")
+            }
+        }
     }
 
     private func megabytes(_ bytes: Int) -> String { Format.fixed(Double(bytes) / 1e6, 1) }
