@@ -105,7 +105,7 @@ public struct SparseCostModel: Sendable, Codable, Equatable {
 
     /// Identifies the machine and configuration a calibration is valid for.
     public static func fingerprint(kernels: KernelSet, workers: Int, cpu: CPUFeatures = .current) -> String {
-        "\(cpu.vendor) \(cpu.brand) family \(cpu.family) model \(cpu.model) | \(kernels.name) | \(kernels.blocking) | workers \(workers) | model v12"
+        "\(cpu.vendor) \(cpu.brand) family \(cpu.family) model \(cpu.model) | \(kernels.name) | \(kernels.blocking) | workers \(workers) | model v13"
     }
 
     /// Cached model for this fingerprint, or a fresh calibration (then cached; cache errors are ignored).
