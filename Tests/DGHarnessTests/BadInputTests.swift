@@ -46,6 +46,9 @@ final class BadInputTests: XCTestCase {
             Case(name: "threads 0", edit: { $0.threads = "0" }, message: "--threads: 0 must be ≥ 1", code: Self.usage),
             Case(name: "hidden 0", edit: { $0.hidden = "0" }, message: "--hidden: 0 must be ≥ 1", code: Self.usage),
             Case(name: "hidden huge", edit: { $0.hidden = "100000" }, message: "hidden width 100000 is out of range", code: Self.usage),
+            // 64 layers of 65536 units: 2.7e11 parameters, petabytes, more than any machine: refused before anything runs.
+            Case(name: "model beyond memory", edit: { $0.hidden = "65536"; $0.layers = 64; $0.models = "dense" },
+                 message: "needs about", code: Self.usage),
             Case(name: "layers 0", edit: { $0.layers = 0 }, message: "--layers must be 1…64", code: Self.usage),
             Case(name: "granularity 0", edit: { $0.granularity = "0" }, message: "--granularity: 0 must be ≥ 1", code: Self.usage),
             Case(name: "granularity wider than layer", edit: { $0.granularity = "4096" }, message: "granularity 4096 is out of range", code: Self.usage),
@@ -132,3 +135,25 @@ final class BadInputTests: XCTestCase {
 }
 
 import Glibc
+
+/// The memory guard: the largest model of a sweep against the memory available, before anything runs.
+final class MemoryCheckTests: XCTestCase {
+    func testLargestModelAndTheCheck() throws {
+        var spec = SweepPreset.quick.spec
+        spec.models = [.dense, .dg]; spec.hidden = [[512], [2048, 2048]]; spec.batches = [1, 256]; spec.granularities = [16, 1]
+        let largest = spec.largestModel()
+        XCTAssertEqual(largest.spec.hidden, [2048, 2048])
+        XCTAssertEqual(largest.spec.kind, .dg)  // the gate predictor adds parameters
+        XCTAssertEqual(largest.spec.granularity, 1)
+        XCTAssertEqual(largest.batch, 256)
+        XCTAssertEqual(largest.bytes, largest.spec.estimatedMemoryBytes(batch: 256))
+        XCTAssertNoThrow(try spec.checkMemory(available: nil))
+        XCTAssertNoThrow(try spec.checkMemory(available: largest.bytes))
+        XCTAssertThrowsError(try spec.checkMemory(available: largest.bytes - 1)) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.contains("dg model 784→2048→2048→10 at batch 256 needs about"), text)
+            XCTAssertTrue(text.contains("use smaller --hidden"), text)
+            XCTAssertEqual((error as? HarnessError)?.kind, .usage)
+        }
+    }
+}

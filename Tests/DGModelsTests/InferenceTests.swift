@@ -136,3 +136,24 @@ final class InferenceTests: XCTestCase {
         XCTAssertThrowsError(try ModelFactory.synthetic(ModelSpec(kind: .random, activeFraction: 0), engine: makeEngine()))
     }
 }
+
+/// `ModelSpec.parameterCount` (used to refuse models that cannot fit in memory) counts what `Network` allocates.
+final class ModelSizeTests: XCTestCase {
+    func testParameterCountMatchesNetwork() throws {
+        var rng = SplitMix64(seed: 12)
+        let gates = ["static", "full", "lowrank:7", "block:4"]
+        for i in 0..<60 {
+            let kind = ModelKind.allCases[i % ModelKind.allCases.count]
+            let layers = kind == .moe ? 1 : 1 + Int(rng.next() % 3)
+            let hidden = (0..<layers).map { _ in 1 + Int(rng.next() % 70) }
+            let spec = ModelSpec(kind: kind, inputFeatures: 1 + Int(rng.next() % 50), hidden: hidden,
+                                 classes: 1 + Int(rng.next() % 12), granularity: 1 + Int(rng.next() % 5),
+                                 gate: gates[i % gates.count], experts: 1 + Int(rng.next() % 6), topK: 1)
+            let network = try Network(spec: spec, seed: 1)
+            XCTAssertEqual(spec.parameterCount, network.parameterCount, "\(spec)")
+        }
+        // Shapes far beyond memory give a huge estimate, not an overflow trap.
+        let huge = ModelSpec(kind: .dense, inputFeatures: 1 << 20, hidden: Array(repeating: 65_536, count: 64))
+        XCTAssertGreaterThan(huge.estimatedMemoryBytes(batch: 65_536), 1 << 42)
+    }
+}

@@ -96,3 +96,16 @@ final class TopologyTests: XCTestCase {
         XCTAssertEqual(Topology.cpuList([]), "none")
     }
 }
+
+final class SystemMemoryTests: XCTestCase {
+    func testMeminfoLines() {
+        XCTAssertEqual(SystemMemory.parse(line: "MemAvailable:   23456789 kB\n", key: "MemAvailable:"), 23_456_789)
+        XCTAssertEqual(SystemMemory.parse(line: "MemAvailable:\t12 kB", key: "MemAvailable:"), 12)
+        XCTAssertNil(SystemMemory.parse(line: "MemFree:   100 kB", key: "MemAvailable:"))
+        XCTAssertNil(SystemMemory.parse(line: "MemAvailable: lots", key: "MemAvailable:"))
+        XCTAssertEqual(SystemMemory.format(25_000_000_000), "25 GB")
+        XCTAssertEqual(SystemMemory.format(1_234_000_000), "1.2 GB")
+        // On Linux the file is there; the value is positive.
+        if let bytes = SystemMemory.availableBytes() { XCTAssertGreaterThan(bytes, 0) }
+    }
+}

@@ -30,6 +30,8 @@ public struct ProfileRequest: Sendable {
         guard repetitions >= 3 else { throw HarnessError(.usage, "--repetitions must be ≥ 3 (got \(repetitions)); medians need a few samples") }
         if weightsPath == nil {
             do { try spec.validate() } catch { throw HarnessError(.usage, "\(error)") }
+            try MemoryCheck.require(spec, batch: batch, bytes: spec.estimatedMemoryBytes(batch: batch),
+                                    available: SystemMemory.availableBytes(), fix: "use smaller --hidden widths or a smaller --batch")
         }
     }
 }

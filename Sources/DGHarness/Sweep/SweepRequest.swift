@@ -112,6 +112,7 @@ extension SweepRequest {
         if custom && specFile == nil { spec.preset = "custom (from \(preset ?? "default"))" }
         spec = spec.deduplicated()
         try spec.validate()
+        try spec.checkMemory(available: SystemMemory.availableBytes())
         let shard = try shard.map { text -> Shard in
             guard text == "auto" else { return try Shard.parse(text) }
             // `--shard auto`: the scheduler's array index (Slurm, or an indexed Job) picks the slice.

@@ -115,6 +115,31 @@ extension SweepSpec {
         }
     }
 
+    /// The sweep's most memory-hungry model (widest hidden configuration, smallest gate granularity, largest
+    /// batch) and the memory its forward pass needs (`ModelSpec.estimatedMemoryBytes`).
+    public func largestModel() -> (spec: ModelSpec, batch: Int, bytes: Int) {
+        var best: (spec: ModelSpec, batch: Int, bytes: Int)? = nil
+        let batch = batches.max() ?? 1
+        for model in models {
+            for h in hidden where model != .moe || h.count == 1 {
+                let m = ModelSpec(kind: model, inputFeatures: inputFeatures, hidden: h, classes: classes,
+                                  granularity: granularities.min() ?? 1, gate: gate, experts: experts, topK: topK,
+                                  capacityFactor: capacityFactor)
+                let bytes = m.estimatedMemoryBytes(batch: batch)
+                if best == nil || bytes > best!.bytes { best = (m, batch, bytes) }
+            }
+        }
+        return best ?? (ModelSpec(kind: .dense, inputFeatures: inputFeatures, hidden: [1], classes: classes), batch, 0)
+    }
+
+    /// Throws when the largest model would not fit in `available` bytes (nil: unknown, not checked), before any
+    /// cell runs or any results file is written.
+    public func checkMemory(available: Int?) throws {
+        let largest = largestModel()
+        try MemoryCheck.require(largest.spec, batch: largest.batch, bytes: largest.bytes, available: available,
+                                fix: "use smaller --hidden widths, fewer --layers or a smaller --batch")
+    }
+
     /// Axes with duplicates removed (first occurrence wins), so cell keys stay unique.
     public func deduplicated() -> SweepSpec {
         func uniq<T: Hashable>(_ a: [T]) -> [T] { var seen = Set<T>(); return a.filter { seen.insert($0).inserted } }
