@@ -86,6 +86,12 @@ struct TrainCommand: ParsableCommand {
         cfg.warmupEpochs = warmupEpochs; cfg.lambdaSchedule = .init(rawValue: lambdaSchedule)!; cfg.rampEpochs = rampEpochs
         cfg.loadBalanceWeight = lbWeight; cfg.zLossWeight = zWeight; cfg.trainLimit = trainLimit
 
+        // Values, gradients and Adam's two moments are 16 bytes per parameter, the estimate's own figure.
+        if let available = SystemMemory.availableBytes(), spec.estimatedMemoryBytes(batch: batch) > available {
+            throw ValidationError("a \(kind.rawValue) model \(spec.dims.map(String.init).joined(separator: "→")) needs about "
+                + "\(SystemMemory.format(spec.estimatedMemoryBytes(batch: batch))) to train (\(spec.parameterCount) parameters with "
+                + "gradients and optimiser state) but this machine has \(SystemMemory.format(available)) available; use smaller --hidden")
+        }
         let network: Network, trainer: Trainer
         do {
             network = try Network(spec: spec, seed: seed)
