@@ -70,12 +70,15 @@ struct KernelCommand: ParsableCommand {
         for h in hidden { for b in batch { for d in inputs where h * max(b, d) >= 1 << 31 {
             throw ValidationError("shape too large: H·max(B, D) must stay below 2^31 elements")
         } } }
-        // W, its packed copy and the MoE experts (about one more W), plus a few B × H activations.
+        // W and its packed copy, the MoE experts (E × 2 × H/4 × D, packed too) and a few B × H activations.
         var bytes = 0
-        for h in hidden { for d in inputs { for b in batch { bytes = max(bytes, 4 * (3 * h * d + 4 * b * max(h, d))) } } }
+        for h in hidden { for d in inputs { for b in batch {
+            let expertFloats = masks.contains("moe") ? 2 * experts * 2 * max(1, h / 4) * d : 0
+            bytes = max(bytes, 4 * (2 * h * d + expertFloats + 4 * b * max(h, d)))
+        } } }
         if let available = SystemMemory.availableBytes(), bytes > available {
-            throw ValidationError("the largest cell needs about \(SystemMemory.format(bytes)) (weights, their packed copy and the "
-                + "MoE experts) but this machine has \(SystemMemory.format(available)) available; use smaller --hidden or --inputs")
+            throw ValidationError("the largest cell needs about \(SystemMemory.format(bytes)) (weights and their packed copy, "
+                + "MoE experts) but this machine has \(SystemMemory.format(available)) available; use smaller --hidden, --inputs or --experts")
         }
     }
 
