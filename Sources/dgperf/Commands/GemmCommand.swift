@@ -50,6 +50,12 @@ struct GemmCommand: ParsableCommand {
                   m.multipliedReportingOverflow(by: n).partialValue < 1 << 28 else {
                 throw ValidationError("shape too large: each matrix must hold fewer than 2^28 floats (1 GiB)")
             }
+            // A, B and its packed copy, C and the check's copy of it.
+            let bytes = 4 * (m * k + 2 * k * n + 2 * m * n)
+            if let available = SystemMemory.availableBytes(), bytes > available {
+                throw ValidationError("--m \(m) --k \(k) --n \(n) needs about \(SystemMemory.format(bytes)) but this machine has "
+                    + "\(SystemMemory.format(available)) available; use a smaller shape")
+            }
         }
         guard threads >= 1 else { throw ValidationError("--threads must be ≥ 1 (got \(threads))") }
         guard reps >= 1 else { throw ValidationError("--reps must be ≥ 1 (got \(reps))") }
