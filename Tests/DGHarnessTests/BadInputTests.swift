@@ -151,7 +151,8 @@ final class MemoryCheckTests: XCTestCase {
         XCTAssertNoThrow(try spec.checkMemory(available: largest.bytes))
         XCTAssertThrowsError(try spec.checkMemory(available: largest.bytes - 1)) { error in
             let text = "\(error)"
-            XCTAssertTrue(text.contains("dg model 784→2048→2048→10 at batch 256 needs about"), text)
+            XCTAssertTrue(text.contains("dg model 784→2048→2048→10 at batch 256 (6050314 parameters"), text)
+            XCTAssertTrue(text.contains("needs about 0.1 GB but this machine has 0.1 GB available"), text)
             XCTAssertTrue(text.contains("use smaller --hidden"), text)
             XCTAssertEqual((error as? HarnessError)?.kind, .usage)
         }

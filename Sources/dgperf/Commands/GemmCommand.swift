@@ -52,9 +52,8 @@ struct GemmCommand: ParsableCommand {
             }
             // A, B and its packed copy, C and the check's copy of it.
             let bytes = 4 * (m * k + 2 * k * n + 2 * m * n)
-            if let available = SystemMemory.availableBytes(), bytes > available {
-                throw ValidationError("--m \(m) --k \(k) --n \(n) needs about \(SystemMemory.format(bytes)) but this machine has "
-                    + "\(SystemMemory.format(available)) available; use a smaller shape")
+            if let message = MemoryCheck.problem(bytes: bytes, what: "--m \(m) --k \(k) --n \(n)", fix: "use a smaller shape") {
+                throw ValidationError(message)
             }
         }
         guard threads >= 1 else { throw ValidationError("--threads must be ≥ 1 (got \(threads))") }

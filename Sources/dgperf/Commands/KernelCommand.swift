@@ -76,9 +76,9 @@ struct KernelCommand: ParsableCommand {
             let expertFloats = masks.contains("moe") ? 2 * experts * 2 * max(1, h / 4) * d : 0
             bytes = max(bytes, 4 * (2 * h * d + expertFloats + 4 * b * max(h, d)))
         } } }
-        if let available = SystemMemory.availableBytes(), bytes > available {
-            throw ValidationError("the largest cell needs about \(SystemMemory.format(bytes)) (weights and their packed copy, "
-                + "MoE experts) but this machine has \(SystemMemory.format(available)) available; use smaller --hidden, --inputs or --experts")
+        if let message = MemoryCheck.problem(bytes: bytes, what: "the largest cell (weights and their packed copy, MoE experts)",
+                                             fix: "use smaller --hidden, --inputs or --experts") {
+            throw ValidationError(message)
         }
     }
 

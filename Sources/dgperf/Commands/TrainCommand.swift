@@ -87,10 +87,11 @@ struct TrainCommand: ParsableCommand {
         cfg.loadBalanceWeight = lbWeight; cfg.zLossWeight = zWeight; cfg.trainLimit = trainLimit
 
         // Values, gradients and Adam's two moments are 16 bytes per parameter, the estimate's own figure.
-        if let available = SystemMemory.availableBytes(), spec.estimatedMemoryBytes(batch: batch) > available {
-            throw ValidationError("a \(kind.rawValue) model \(spec.dims.map(String.init).joined(separator: "→")) needs about "
-                + "\(SystemMemory.format(spec.estimatedMemoryBytes(batch: batch))) to train (\(spec.parameterCount) parameters with "
-                + "gradients and optimiser state) but this machine has \(SystemMemory.format(available)) available; use smaller --hidden")
+        let shape = spec.dims.map(String.init).joined(separator: "→")
+        if let message = MemoryCheck.problem(bytes: spec.estimatedMemoryBytes(batch: batch),
+                                             what: "training the \(kind.rawValue) model \(shape) (\(spec.parameterCount) parameters with gradients and optimiser state)",
+                                             fix: "use smaller --hidden") {
+            throw ValidationError(message)
         }
         let network: Network, trainer: Trainer
         do {
