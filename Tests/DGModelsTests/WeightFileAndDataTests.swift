@@ -60,6 +60,21 @@ final class WeightFileTests: XCTestCase {
         var v2 = good; v2[8] = 2
         try expect(v2, { if case .unsupportedVersion = $0 { return true }; return false }, "future version")
         XCTAssertThrowsError(try WeightFile.read(path: dir + "/nope.dgw")) { XCTAssertEqual($0 as? WeightFileError, .missing(self.dir + "/nope.dgw")) }
+        // A well-formed file (valid checksum) whose header claims a model far larger than its payload: refused as
+        // truncated before the claimed parameters are allocated (2·10⁹ hidden units would be ~200 GB).
+        let m = WeightFile.magic.count
+        let raw = [UInt8](good)
+        let headerLength = Int(raw[m + 4]) | Int(raw[m + 5]) << 8 | Int(raw[m + 6]) << 16 | Int(raw[m + 7]) << 24
+        let header = String(decoding: raw[(m + 8)..<(m + 8 + headerLength)], as: UTF8.self)
+        XCTAssertTrue(header.contains("16"))
+        let claimed = Array(header.replacingOccurrences(of: "16", with: "2000000000").utf8)
+        var forged = Array(raw[0..<(m + 4)])
+        let length = UInt32(claimed.count)
+        forged += [UInt8(length & 0xFF), UInt8(length >> 8 & 0xFF), UInt8(length >> 16 & 0xFF), UInt8(length >> 24)]
+        forged += claimed + raw[(m + 8 + headerLength)..<(raw.count - 4)]
+        let crc = WeightFile.crc32Of(forged)
+        forged += [UInt8(crc & 0xFF), UInt8(crc >> 8 & 0xFF), UInt8(crc >> 16 & 0xFF), UInt8(crc >> 24)]
+        try expect(Data(forged), { if case .truncated = $0 { return true }; return false }, "header claims a larger model")
     }
 }
 

@@ -131,6 +131,12 @@ public struct WeightFile {
         } catch {
             throw WeightFileError.badHeader(path, "\(error)")
         }
+        do { try header.spec.validate() } catch { throw WeightFileError.badHeader(path, "model spec: \(error)") }
+        // The file must hold exactly the parameters its spec describes; checked before `Network` allocates them, so a
+        // header claiming a model larger than the file is refused instead of being allocated.
+        let width = header.storage == .f32 ? 4 : 2
+        let (payload, overflow) = header.spec.parameterCount.multipliedReportingOverflow(by: width)
+        guard !overflow, headerStart + headerLength + payload + 4 == bytes.count else { throw WeightFileError.truncated(path) }
         let network: Network
         do { network = try Network(spec: header.spec, seed: header.seed) } catch {
             throw WeightFileError.badHeader(path, "model spec: \(error)")
@@ -138,9 +144,7 @@ public struct WeightFile {
         guard header.tensors == network.params.map({ TensorEntry(name: $0.name, shape: $0.shape) }) else {
             throw WeightFileError.badHeader(path, "tensor directory does not match the model spec")
         }
-        let width = header.storage == .f32 ? 4 : 2
         var off = headerStart + headerLength
-        guard off + network.parameterCount * width + 4 == bytes.count else { throw WeightFileError.truncated(path) }
         for p in network.params {
             for i in 0..<p.count {
                 if width == 4 {
