@@ -553,12 +553,29 @@ public final class GemmEngine: @unchecked Sendable {
     @discardableResult
     public func gemm(m: Int, a: MatrixOperand, packed: PackedWeights, panels: UnsafeBufferPointer<Int32>? = nil,
                      c: OutputOperand, epilogue: Epilogue = .none) -> KernelCost {
+        prePackedGemm(m: m, a: a, packed: packed, list: panels, range: 0..<packed.panelCount, c: c, epilogue: epilogue)
+    }
+
+    /// The same on a contiguous run of panels (`panelRange`, physical panel ids): a unit-major group of whole
+    /// panels, or a MoE work item's share of an expert's panels, without building an id list.
+    @discardableResult
+    public func gemm(m: Int, a: MatrixOperand, packed: PackedWeights, panelRange: Range<Int>,
+                     c: OutputOperand, epilogue: Epilogue = .none) -> KernelCost {
+        precondition(panelRange.lowerBound >= 0 && panelRange.upperBound <= packed.panelCount, "panel range out of bounds")
+        return prePackedGemm(m: m, a: a, packed: packed, list: nil, range: panelRange, c: c, epilogue: epilogue)
+    }
+
+    /// Both entry points: the selected panels are `list` (physical ids) when given, else the run `range`.
+    private func prePackedGemm(m: Int, a: MatrixOperand, packed: PackedWeights, list panels: UnsafeBufferPointer<Int32>?,
+                               range: Range<Int>, c: OutputOperand, epilogue: Epilogue) -> KernelCost {
         precondition(packed.nr == kernels.nr, "weights were packed for another kernel set")
         let k = packed.k, nr = kernels.nr, mr = kernels.mr
-        let selected = panels?.count ?? packed.panelCount
+        let selected = panels?.count ?? range.count
+        // A run is the panel list `first + s`: the panel source starts at panel `first`, its column at first · NR.
+        let first = panels == nil ? range.lowerBound : 0
         var columns = 0
         for s in 0..<selected {
-            let p = panels.map { Int($0[s]) } ?? s
+            let p = panels.map { Int($0[s]) } ?? first + s
             columns += min(nr, packed.n - p * nr)
         }
         let cost = KernelCost(macs: m * columns * k, bytesRead: 4 * (m * k + k * columns), bytesWritten: 4 * m * columns)
@@ -583,8 +600,9 @@ public final class GemmEngine: @unchecked Sendable {
                 let blockEpilogue = Epilogue(beta: pc == 0 ? epilogue.beta : 1,
                                              bias: pc + kc == k ? epilogue.bias : nil, biasIndex: epilogue.biasIndex,
                                              relu: pc + kc == k && epilogue.relu)
-                let source = PanelSource(base: packed.storage.pointer, panelStride: k * nr, kOffset: pc * nr,
-                                         panelIndex: panelIndex, firstColumn: 0, nr: nr, columnLimit: packed.n, prePacked: true)
+                let source = PanelSource(base: packed.storage.pointer + first * k * nr, panelStride: k * nr, kOffset: pc * nr,
+                                         panelIndex: panelIndex, firstColumn: first * nr, nr: nr, columnLimit: packed.n,
+                                         prePacked: true)
                 for ic in stride(from: rows.lowerBound, to: rows.upperBound, by: bp.mc) {
                     let mc = min(bp.mc, rows.upperBound - ic)
                     if aInPlace {
@@ -605,7 +623,7 @@ public final class GemmEngine: @unchecked Sendable {
             let rowBody: (Range<Int>, Int) -> Void = { range, slot in
                 let tile = self.tileBuffers[slot].reserve(2 * nr)
                 for s in range {
-                    let p = panelIndex.map { Int($0[s]) } ?? s
+                    let p = panelIndex.map { Int($0[s]) } ?? first + s
                     let col0 = p * nr, cols = min(nr, packed.n - col0)
                     let panel = UnsafePointer(packed.storage.pointer) + p * k * nr
                     if cols == nr && c.isContiguous && epilogue.biasIndex == nil {

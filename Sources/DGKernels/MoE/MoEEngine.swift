@@ -138,13 +138,6 @@ public final class MoEEngine: @unchecked Sendable {
         slotEngines = (0..<gemm.workerCount).map { _ in GemmEngine(kernels: gemm.kernels, executor: SerialExecutor()) }
     }
 
-    /// Panel ids 0..<count (a panel range as the pre-packed GEMM's panel list), kept between calls.
-    private var panelIdentity: [Int32] = []
-    private func identityPanels(upTo count: Int) -> [Int32] {
-        if panelIdentity.count < count { panelIdentity = (0..<Int32(count)).map { $0 } }
-        return panelIdentity
-    }
-
     /// Packs every expert's W1 and W2 once (for `forward(…, packed:)`); the router stays unpacked (it is small).
     public func pack(_ weights: MoEWeights) -> MoEPackedWeights {
         let d = weights.inFeatures, h = weights.hidden, o = weights.outFeatures
@@ -241,12 +234,10 @@ public final class MoEEngine: @unchecked Sendable {
         let hs = hidden.reserve(max(1, kept * hDim))
         let os = expertOut.reserve(max(1, kept * o))
         let nr = gemm.kernels.nr
-        let panelIds = identityPanels(upTo: (max(hDim, o) + nr - 1) / nr)
         var schedule = ExpertSchedule.serial
         weights.w1.withUnsafeBufferPointer { w1 in weights.b1.withUnsafeBufferPointer { b1 in
         weights.w2.withUnsafeBufferPointer { w2 in weights.b2.withUnsafeBufferPointer { b2 in
         flatMembers.withUnsafeBufferPointer { rows in
-        panelIds.withUnsafeBufferPointer { ids in
             // Expert `ex`'s rows × panels `panels` of layer 1 (x·W1ᵀ, ReLU) or layer 2 (h·W2ᵀ) on `engine`.
             let load = load  // immutable copies for the workers' closures (no shared boxes)
             let runPiece: (_ layer: Int, _ ex: Int, _ panels: Range<Int>, GemmEngine) -> Void = { layer, ex, panels, engine in
@@ -259,7 +250,7 @@ public final class MoEEngine: @unchecked Sendable {
                 if let p = packed {
                     // C's columns are the weights' units: a panel subset writes its own columns of the full-width rows.
                     engine.gemm(m: n, a: a, packed: layer == 1 ? p.w1[ex] : p.w2[ex],
-                                panels: UnsafeBufferPointer(rebasing: ids[panels]), c: OutputOperand(base: out, rowStride: nOut),
+                                panelRange: panels, c: OutputOperand(base: out, rowStride: nOut),
                                 epilogue: Epilogue(bias: bias, relu: layer == 1))
                 } else {
                     let c0 = panels.lowerBound * nr, c1 = min(nOut, panels.upperBound * nr)
@@ -309,7 +300,7 @@ public final class MoEEngine: @unchecked Sendable {
                     }}
                 }
             }
-        }}}}}}
+        }}}}}
 
         lap("experts")
         let perToken = weights.expertMACsPerToken

@@ -209,8 +209,7 @@ extension SparseEngine {
             let groups = UnitGroups(mask, blocksPerGroup: blocksPerGroup)
             let usePacked = blocksPerGroup == 1 ? exactAligned : wideAligned
             let useHalf = blocksPerGroup == 1 && halfAligned
-            let panelIds = usePacked ? (0..<packed!.panelCount).map { Int32($0) } : []
-            groups.rows.withUnsafeBufferPointer { rows in panelIds.withUnsafeBufferPointer { allPanels in
+            groups.rows.withUnsafeBufferPointer { rows in
                 let body: (Range<Int>, GemmEngine, AlignedBuffer) -> Void = { range, engine, buffer in
                     for gi in range {
                         let lo = groups.lo[gi], width = groups.hi[gi] - lo
@@ -225,8 +224,7 @@ extension SparseEngine {
                                                  c: OutputOperand(base: tile, rowStride: width), epilogue: Epilogue(bias: bias, relu: relu))
                         } else if usePacked {
                             // Output columns are physical units: shift the tile's base so unit `lo` lands at column 0.
-                            let panels = UnsafeBufferPointer(rebasing: allPanels[(lo / nr)..<((groups.hi[gi] + nr - 1) / nr)])
-                            engine.gemm(m: m, a: aOp, packed: packed!, panels: panels,
+                            engine.gemm(m: m, a: aOp, packed: packed!, panelRange: (lo / nr)..<((groups.hi[gi] + nr - 1) / nr),
                                         c: OutputOperand(base: tile - lo, rowStride: width),
                                         epilogue: Epilogue(bias: bias, relu: relu))
                         } else {
@@ -247,7 +245,7 @@ extension SparseEngine {
                 } else {
                     body(0..<groups.count, gemm, slotScratch[0])
                 }
-            }}
+            }
             // Rows outside a group's union were never written, and union rows hold values for blocks they do not use.
             applyMask(out, mask: mask)
             let executed = groups.computedPairs * d
