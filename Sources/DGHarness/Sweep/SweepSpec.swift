@@ -115,21 +115,16 @@ extension SweepSpec {
         }
     }
 
-    /// The sweep's most memory-hungry model (widest hidden configuration, smallest gate granularity, largest
-    /// batch) and the memory its forward pass needs (`ModelSpec.estimatedMemoryBytes`).
+    /// The sweep's most memory-hungry cell: its model (`Cell.modelSpec`), batch and the memory its forward pass needs
+    /// (`ModelSpec.estimatedMemoryBytes`).
     public func largestModel() -> (spec: ModelSpec, batch: Int, bytes: Int) {
-        var best: (spec: ModelSpec, batch: Int, bytes: Int)? = nil
-        let batch = batches.max() ?? 1
-        for model in models {
-            for h in hidden where model != .moe || h.count == 1 {
-                let m = ModelSpec(kind: model, inputFeatures: inputFeatures, hidden: h, classes: classes,
-                                  granularity: granularities.min() ?? 1, gate: gate, experts: experts, topK: topK,
-                                  capacityFactor: capacityFactor)
-                let bytes = m.estimatedMemoryBytes(batch: batch)
-                if best == nil || bytes > best!.bytes { best = (m, batch, bytes) }
-            }
+        var best = (spec: ModelSpec(kind: .dense, inputFeatures: inputFeatures, hidden: [1], classes: classes), batch: 1, bytes: 0)
+        for cell in expandCells() {
+            let model = cell.modelSpec(self)
+            let bytes = model.estimatedMemoryBytes(batch: cell.batch)
+            if bytes > best.bytes { best = (model, cell.batch, bytes) }
         }
-        return best ?? (ModelSpec(kind: .dense, inputFeatures: inputFeatures, hidden: [1], classes: classes), batch, 0)
+        return best
     }
 
     /// Throws when the largest model would not fit in `available` bytes (nil: unknown, not checked), before any
