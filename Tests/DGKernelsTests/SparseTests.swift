@@ -354,6 +354,37 @@ final class SparseTests: XCTestCase {
         }
     }
 
+    /// Unit-major groups (filled as a counting sort from the mask statistics' user counts) against a plain loop:
+    /// each group's sample list in order, its unit range, and the computed pairs; narrow and wide groups, a partial
+    /// last group, rows of more and fewer than eight blocks, all on, all off.
+    func testUnitGroupsMatchPlainLoop() throws {
+        var rng = SplitMix64(seed: 7)
+        for (batch, units, g, density) in [(1, 1, 1, 0.5), (3, 17, 1, 0.5), (32, 512, 16, 0.1), (17, 47, 4, 0.6),
+                                          (5, 100, 7, 1.0), (4, 64, 1, 0.0), (64, 2048, 16, 0.25), (9, 300, 3, 0.2)] {
+            let blocks = (units + g - 1) / g
+            let bits = (0..<(batch * blocks)).map { _ in UInt8(Double(rng.nextFloat()) < density ? 1 : 0) }
+            let mask = try GateMask.perSample(bits: bits, batch: batch, granularity: g, units: units)
+            for bpg in [1, 2, 3, 32] {
+                let stats = MaskStats(mask, wideBlocksPerGroup: bpg)
+                let groups = UnitGroups(mask, blocksPerGroup: bpg, users: bpg == 1 ? stats.blockUsers : stats.wideUsers)
+                var lo: [Int] = [], hi: [Int] = [], rows: [[Int32]] = [], pairs = 0
+                for j0 in stride(from: 0, to: blocks, by: bpg) {
+                    let j1 = min(j0 + bpg, blocks)
+                    let users = (0..<batch).filter { b in (j0..<j1).contains { bits[b * blocks + $0] != 0 } }.map { Int32($0) }
+                    guard !users.isEmpty else { continue }
+                    lo.append(j0 * g); hi.append(min(j1 * g, units)); rows.append(users)
+                    pairs += users.count * (min(j1 * g, units) - j0 * g)
+                }
+                let tag = "batch \(batch) units \(units) G \(g) density \(density) blocks per group \(bpg)"
+                XCTAssertEqual(groups.lo, lo, tag)
+                XCTAssertEqual(groups.hi, hi, tag)
+                XCTAssertEqual((0..<groups.count).map { Array(groups.rows[groups.rowOffsets[$0]..<groups.rowOffsets[$0 + 1]]) }, rows, tag)
+                XCTAssertEqual(groups.rowOffsets.last, groups.rows.count, tag)
+                XCTAssertEqual(groups.computedPairs, pairs, tag)
+            }
+        }
+    }
+
     /// The multi-sample gathered gemv on its own: k around the vector width and layer-sized, sample counts around
     /// the register tile (4 on AVX-512, 2 on AVX2), row groups with a partial last group, compact and scattered.
     func testMultiSampleGemvMatchesFloat64Reference() throws {

@@ -22,19 +22,20 @@ struct MaskStats {
     init(_ mask: GateMask, wideBlocksPerGroup bpg: Int) {
         batch = mask.batch; units = mask.units; blocks = mask.blockCount; granularity = mask.granularity
         wideBlocksPerGroup = max(1, bpg)
-        blockUsers = [Int](repeating: 0, count: blocks)
-        wideUsers = [Int](repeating: 0, count: (blocks + wideBlocksPerGroup - 1) / wideBlocksPerGroup)
         let lastWidth = units - (blocks - 1) * granularity
         var activeBlocks = 0, lastActive = 0, runs = 0
-        let blocks = self.blocks, wide = wideBlocksPerGroup
+        let blocks = self.blocks, wide = wideBlocksPerGroup, batch = self.batch
         // Bits are 0/1 (GateMask normalises them), so the counts are sums of bytes: rows are added 16 bytes at a time
         // into byte counters (flushed every 255 rows), in memory order. Element-wise loops into Int counters cost 6 % of
         // a dense layer's time, which dense-then-mask paid on top of the GEMM; now it is under 1 %.
         typealias B16 = SIMD16<UInt8>
         var counts = [UInt8](repeating: 0, count: blocks)
+        var users = [Int](repeating: 0, count: blocks)
+        var wideCounts = [Int](repeating: 0, count: wide > 1 ? (blocks + wide - 1) / wide : 0)
         mask.bits.withUnsafeBufferPointer { bits in
             let raw = UnsafeRawPointer(bits.baseAddress!)
             counts.withUnsafeMutableBytes { cb in
+              wideCounts.withUnsafeMutableBufferPointer { wideU in
                 let acc = cb.baseAddress!
                 let whole = blocks & ~15
                 var b = 0
@@ -49,49 +50,42 @@ struct MaskStats {
                             j &+= 16
                         }
                         while j < blocks { acc.storeBytes(of: acc.load(fromByteOffset: j, as: UInt8.self) &+ row.load(fromByteOffset: j, as: UInt8.self), toByteOffset: j, as: UInt8.self); j &+= 1 }
-                        // Run starts: an active block whose left neighbour is inactive (from j = 1; block 0 is added
-                        // from its column sum). Byte lanes, flushed every 255 chunks.
-                        var starts = B16(), chunks = 0
-                        j = 1
-                        while j &+ 16 <= blocks {
-                            let v = row.loadUnaligned(fromByteOffset: j, as: B16.self)
-                            starts &+= v & (row.loadUnaligned(fromByteOffset: j &- 1, as: B16.self) ^ 1)
-                            j &+= 16; chunks &+= 1
-                            if chunks == 255 { runs += Int(SIMD16<UInt16>(truncatingIfNeeded: starts).wrappedSum()); starts = B16(); chunks = 0 }
+                        // Run starts: an active block whose left neighbour is inactive, eight blocks a word (bytes
+                        // are 0/1, so `word & ~(word shifted by one block)` keeps one bit per start).
+                        var carry: UInt64 = 0
+                        j = 0
+                        while j &+ 8 <= blocks {
+                            let word = row.loadUnaligned(fromByteOffset: j, as: UInt64.self)
+                            runs &+= (word & ~((word << 8) | carry)).nonzeroBitCount
+                            carry = word >> 56
+                            j &+= 8
                         }
-                        runs += Int(SIMD16<UInt16>(truncatingIfNeeded: starts).wrappedSum())
+                        var previous = UInt8(truncatingIfNeeded: carry)
                         while j < blocks {
-                            runs += Int(row.load(fromByteOffset: j, as: UInt8.self) & (row.load(fromByteOffset: j &- 1, as: UInt8.self) ^ 1))
-                            j &+= 1
+                            let v = row.load(fromByteOffset: j, as: UInt8.self)
+                            runs &+= Int(v & ~previous & 1)
+                            previous = v; j &+= 1
+                        }
+                        if wide > 1 {
+                            // Samples using each wide group: a group counts once, at its first active block.
+                            var last = -1
+                            forEachActiveBlock(row.assumingMemoryBound(to: UInt8.self), blocks: blocks) { j in
+                                let gi = j / wide
+                                if gi != last { wideU[gi] &+= 1; last = gi }
+                            }
                         }
                         b &+= 1
                     }
-                    for j in 0..<blocks { blockUsers[j] &+= Int(acc.load(fromByteOffset: j, as: UInt8.self)) }
+                    for j in 0..<blocks { users[j] &+= Int(acc.load(fromByteOffset: j, as: UInt8.self)) }
                     acc.initializeMemory(as: UInt8.self, repeating: 0, count: blocks)
                 }
-            }
-            runs += blocks > 0 ? blockUsers[0] : 0
-            if wide > 1 {
-                wideUsers.withUnsafeMutableBufferPointer { wideU in
-                    for b in 0..<batch {
-                        let row = raw + b * blocks
-                        var j0 = 0, gi = 0
-                        while j0 < blocks {
-                            let j1 = min(j0 &+ wide, blocks)
-                            var any: UInt64 = 0
-                            var q = j0
-                            while q &+ 8 <= j1 { any |= row.loadUnaligned(fromByteOffset: q, as: UInt64.self); q &+= 8 }
-                            while q < j1 { any |= UInt64(row.load(fromByteOffset: q, as: UInt8.self)); q &+= 1 }
-                            wideU[gi] &+= any != 0 ? 1 : 0
-                            j0 = j1; gi &+= 1
-                        }
-                    }
-                }
+              }
             }
         }
-        activeBlocks = blockUsers.reduce(0, +)
+        blockUsers = users
+        wideUsers = wide > 1 ? wideCounts : users
+        activeBlocks = users.reduce(0, +)
         lastActive = blocks > 0 ? blockUsers[blocks - 1] : 0
-        if wide == 1 { wideUsers = blockUsers }
         self.runs = runs
         activePairs = activeBlocks * granularity - lastActive * (granularity - lastWidth)
         // Runs are whole blocks: with G a multiple of 4 only the partial last block leaves single rows;
@@ -117,7 +111,7 @@ func forEachRun(_ row: UnsafePointer<UInt8>, blocks: Int, granularity g: Int, un
 }
 
 /// Unit-major grouping: `blocksPerGroup` adjacent blocks form one group (so narrow blocks still fill a
-/// micro-tile's NR columns); a group's rows are the samples that use any of its blocks.
+/// micro-tile's NR columns); a group's rows are the samples that use any of its blocks, in sample order.
 /// Rows that use only some blocks of a group compute the others too — those MACs are `wasted`.
 struct UnitGroups {
     let blocksPerGroup: Int
@@ -128,28 +122,57 @@ struct UnitGroups {
     /// Σ rows × width: the MACs per input feature these groups execute.
     var computedPairs = 0
 
-    init(_ mask: GateMask, blocksPerGroup: Int) {
+    /// `users[i]`: samples using any block of group i (`MaskStats.blockUsers` or `.wideUsers`). The row lists are laid
+    /// out from these counts and filled in one pass over the mask's active blocks (a counting sort): appending sample
+    /// by sample per group, with the arrays growing, was 4 % of a per-sample layer at B = 32, r ≈ 0.1.
+    init(_ mask: GateMask, blocksPerGroup: Int, users: [Int]) {
         self.blocksPerGroup = blocksPerGroup
         let blocks = mask.blockCount, g = mask.granularity
-        mask.bits.withUnsafeBufferPointer { bits in
-            var j0 = 0
-            while j0 < blocks {
-                let j1 = min(j0 + blocksPerGroup, blocks)
-                let first = rows.count
-                for b in 0..<mask.batch {
-                    let row = bits.baseAddress! + b * blocks
-                    for j in j0..<j1 where row[j] != 0 { rows.append(Int32(b)); break }
+        precondition(users.count == (blocks + blocksPerGroup - 1) / blocksPerGroup, "one user count per group")
+        var next = [Int](repeating: 0, count: users.count)
+        var total = 0
+        for i in 0..<users.count where users[i] > 0 {
+            next[i] = total; total += users[i]
+            let l = i * blocksPerGroup * g, h = min((i + 1) * blocksPerGroup * g, mask.units)
+            lo.append(l); hi.append(h); rowOffsets.append(total)
+            computedPairs += users[i] * (h - l)
+        }
+        rows = [Int32](repeating: 0, count: total)
+        rows.withUnsafeMutableBufferPointer { rows in
+            next.withUnsafeMutableBufferPointer { next in
+                mask.bits.withUnsafeBufferPointer { bits in
+                    for b in 0..<mask.batch {
+                        var last = -1
+                        forEachActiveBlock(bits.baseAddress! + b * blocks, blocks: blocks) { j in
+                            let gi = j / blocksPerGroup
+                            if gi != last { rows[next[gi]] = Int32(b); next[gi] &+= 1; last = gi }
+                        }
+                    }
                 }
-                if rows.count > first {
-                    let l = j0 * g, h = min(j1 * g, mask.units)
-                    lo.append(l); hi.append(h); rowOffsets.append(rows.count)
-                    computedPairs += (rows.count - first) * (h - l)
-                }
-                j0 = j1
             }
         }
     }
     var count: Int { lo.count }
+}
+
+/// Calls `body(j)` for each active block of one sample's mask row (bytes 0/1), in order; eight blocks are tested at a
+/// time, so a sparse row costs about blocks / 8 loads.
+@inline(__always)
+func forEachActiveBlock(_ row: UnsafePointer<UInt8>, blocks: Int, _ body: (Int) -> Void) {
+    let raw = UnsafeRawPointer(row)
+    var q = 0
+    while q &+ 8 <= blocks {
+        var word = raw.loadUnaligned(fromByteOffset: q, as: UInt64.self)
+        while word != 0 {
+            body(q &+ word.trailingZeroBitCount >> 3)
+            word &= word &- 1
+        }
+        q &+= 8
+    }
+    while q < blocks {
+        if row[q] != 0 { body(q) }
+        q &+= 1
+    }
 }
 
 extension SparseEngine {
@@ -206,7 +229,8 @@ extension SparseEngine {
                                 predictedSeconds: predicted)
 
         case .unitMajor:
-            let groups = UnitGroups(mask, blocksPerGroup: blocksPerGroup)
+            let groups = UnitGroups(mask, blocksPerGroup: blocksPerGroup,
+                                    users: blocksPerGroup == 1 ? stats.blockUsers : stats.wideUsers)
             let usePacked = blocksPerGroup == 1 ? exactAligned : wideAligned
             let useHalf = blocksPerGroup == 1 && halfAligned
             groups.rows.withUnsafeBufferPointer { rows in
@@ -311,9 +335,15 @@ extension SparseEngine {
                     let raw = UnsafeMutableRawPointer(row).assumingMemoryBound(to: UInt32.self)
                     for u in 0..<h { raw[u] &= 0 &- UInt32(flags[u]) }
                 } else {
-                    for j in 0..<blocks where flags[j] == 0 {
-                        let lo = j * g
-                        (row + lo).update(repeating: 0, count: min(lo + g, h) - lo)
+                    // One fill per maximal run of inactive blocks (a call per block was 7 % of a per-sample layer at
+                    // B = 32, G = 16, r ≈ 0.1).
+                    var j = 0
+                    while j < blocks {
+                        if flags[j] != 0 { j &+= 1; continue }
+                        var j2 = j &+ 1
+                        while j2 < blocks && flags[j2] == 0 { j2 &+= 1 }
+                        (row + j * g).update(repeating: 0, count: min(j2 * g, h) - j * g)
+                        j = j2
                     }
                 }
             } }
@@ -363,7 +393,7 @@ extension SparseEngine {
             return SparseReport(strategy: .denseThenMask, cost: cost, denseMACs: denseMACs, activePairs: pairs,
                                 predictedSeconds: predicted)
         case .unitMajor:
-            let exact = UnitGroups(mask, blocksPerGroup: 1)
+            let exact = UnitGroups(mask, blocksPerGroup: 1, users: stats.blockUsers)
             for b in 0..<batch { for j in 0..<c { y[b * c + j] = biasValue(j) } }
             // Groups accumulate into the same rows of y, so they run one after another (each GEMM may split).
             exact.rows.withUnsafeBufferPointer { rows in
