@@ -9,10 +9,10 @@ import DGRuntime
 public final class GemmEngine: @unchecked Sendable {
     public let kernels: KernelSet
     public let executor: ParallelExecutor
-    var aBuffers: [AlignedBuffer]
-    var bBuffers: [AlignedBuffer]
+    let aBuffers: [AlignedBuffer]
+    let bBuffers: [AlignedBuffer]
     let narrowScratch = AlignedBuffer()
-    var tileBuffers: [AlignedBuffer]
+    let tileBuffers: [AlignedBuffer]
 
     /// Multi-threaded blocks share one packed B (BLIS-style, two fork-joins per block) instead of each worker
     /// packing its own slice of B and all of A. Tests turn it off to cover the other path.
