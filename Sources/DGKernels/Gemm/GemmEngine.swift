@@ -16,7 +16,7 @@ public final class GemmEngine: @unchecked Sendable {
 
     /// Multi-threaded blocks share one packed B (BLIS-style, two fork-joins per block) instead of each worker
     /// packing its own slice of B and all of A. Tests turn it off to cover the other path.
-    public var sharedPacking = true
+    @exclusivity(unchecked) public var sharedPacking = true
 
     /// Calls over at most this many panels of B read A in place instead of packing it (each panel then re-reads
     /// A's rows from L2; packing pays off over more panels). 4 → 8: the packed gather of 205 active units (7 panels)
@@ -34,16 +34,16 @@ public final class GemmEngine: @unchecked Sendable {
 
     /// Tall multi-worker products with at most this many panels of B give each rectangle its own packed panel
     /// instead of BLIS's shared packed B (see `blockedPath`). Tests set 0 to cover the shared path on small shapes.
-    public var ownPanelLimit = 8
+    @exclusivity(unchecked) public var ownPanelLimit = 8
 
     /// Below this many MACs a call runs on one worker: fork-join would cost more than it saves.
-    public var parallelThresholdMACs = 1 << 17
+    @exclusivity(unchecked) public var parallelThresholdMACs = 1 << 17
 
     /// Profiling hook (`dgperf profile`): when true, time spent packing panels is added to `packTicks`,
     /// wall-attributed per call as the mean over the workers that packed. Off: one branch per packed block.
-    public var measuresPacking = false
+    @exclusivity(unchecked) public var measuresPacking = false
     /// Cumulative packing time in `CycleClock` ticks while `measuresPacking` was on.
-    public private(set) var packTicks: UInt64 = 0
+    @exclusivity(unchecked) public private(set) var packTicks: UInt64 = 0
     /// Per-slot packing ticks of the running call, one cache line per slot (no false sharing).
     private let slotPackNanos: UnsafeMutablePointer<UInt64>
 
@@ -682,8 +682,8 @@ struct PanelSource {
 
 /// Layer weights packed once into NR-unit panels, each the whole K deep (k-major, zero-padded).
 public final class PackedWeights: @unchecked Sendable {
-    public private(set) var n: Int
-    public private(set) var k: Int
+    @exclusivity(unchecked) public private(set) var n: Int
+    @exclusivity(unchecked) public private(set) var k: Int
     public let nr: Int
     public var panelCount: Int { (n + nr - 1) / nr }
     let storage: AlignedBuffer

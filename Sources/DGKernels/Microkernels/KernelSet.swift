@@ -26,44 +26,44 @@ public enum KernelSelectionError: Error, CustomStringConvertible, Equatable {
 }
 
 /// C tile = A panel · B panel (+ beta·C, bias, relu), first `rows` rows; see `sgemmMicroKernelAVX512_6x32`.
-public typealias MicroKernelFn = @Sendable (
+public typealias MicroKernelFn = @convention(c) (
     Int, UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int, Float,
     UnsafePointer<Float>?, Bool, Int
 ) -> Void
 /// The same tile with A read in place through MR row pointers instead of a packed panel;
 /// see `sgemmRowSourceMicroKernelAVX512_6x32`.
-public typealias RowSourceMicroKernelFn = @Sendable (
+public typealias RowSourceMicroKernelFn = @convention(c) (
     Int, UnsafePointer<UnsafePointer<Float>>, UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int, Float,
     UnsafePointer<Float>?, Bool, Int
 ) -> Void
 /// A 6 × (NR + NR/2) tile: a whole packed B panel plus the first half of the panel `panelStride` floats further, A
 /// through row pointers (kc, rows, b, panelStride, c, ldc, beta, bias, relu, rows); see
 /// `sgemmPanelAndHalfMicroKernelAVX512_6x48`.
-public typealias PanelAndHalfMicroKernelFn = @Sendable (
+public typealias PanelAndHalfMicroKernelFn = @convention(c) (
     Int, UnsafePointer<UnsafePointer<Float>>, UnsafePointer<Float>, Int, UnsafeMutablePointer<Float>, Int, Float,
     UnsafePointer<Float>?, Bool, Int
 ) -> Void
 /// y = W·x row-wise dot products; see `sgemvRowsAVX512`.
-public typealias GemvFn = @Sendable (
+public typealias GemvFn = @convention(c) (
     Int, Int, UnsafePointer<Float>, Int, UnsafePointer<Float>, UnsafeMutablePointer<Float>, Float,
     UnsafePointer<Float>?, Bool
 ) -> Void
 /// Gathered weight rows (row index list) against one vector; see `sgemvIndexedBody`.
-public typealias IndexedGemvFn = @Sendable (
+public typealias IndexedGemvFn = @convention(c) (
     Int, Int, UnsafePointer<Float>, Int, UnsafePointer<Int32>, UnsafePointer<Float>, UnsafeMutablePointer<Float>, Bool,
     UnsafePointer<Float>?, Bool
 ) -> Void
 /// Gathered weight rows against a few sample vectors (n, k, W, ldw, rows, m, x, ldx, y, ldy, scatter, bias, relu);
 /// see `sgemvIndexedMultiBody`.
-public typealias IndexedGemvMultiFn = @Sendable (
+public typealias IndexedGemvMultiFn = @convention(c) (
     Int, Int, UnsafePointer<Float>, Int, UnsafePointer<Int32>, Int, UnsafePointer<Float>, Int, UnsafeMutablePointer<Float>,
     Int, Bool, UnsafePointer<Float>?, Bool
 ) -> Void
 /// One C row against one packed B panel; see `sgemvPanelAVX512_32`.
-public typealias PanelGemvFn = @Sendable (
+public typealias PanelGemvFn = @convention(c) (
     Int, UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>, Float, UnsafePointer<Float>?, Bool
 ) -> Void
-public typealias PeakLoopFn = @Sendable (Int, Float) -> Float
+public typealias PeakLoopFn = @convention(c) (Int, Float) -> Float
 
 /// One ISA's micro-kernels plus the facts the loop nest needs about them (XNNPACK-style registry entry).
 public struct KernelSet: Sendable {

@@ -126,11 +126,11 @@ public final class MoEEngine: @unchecked Sendable {
     private let expertOut = AlignedBuffer()
 
     /// Receives the router / dispatch / experts / combine phases when profiling (`dgperf profile`); nil otherwise.
-    public var recorder: PhaseRecorder?
+    @exclusivity(unchecked) public var recorder: PhaseRecorder?
 
     /// How the experts run when at least 2 but fewer than `workerCount` of them are busy (8 experts on 16 cores):
     /// `.sharedRegion` unless a comparison asks for `.inTurn` (`dgperf kernel --masks moe --all-strategies` times both).
-    public var fewExpertsSchedule = FewExpertsSchedule.sharedRegion
+    @exclusivity(unchecked) public var fewExpertsSchedule = FewExpertsSchedule.sharedRegion
     public enum FewExpertsSchedule: String, Sendable, CaseIterable { case sharedRegion, inTurn }
 
     public init(gemm: GemmEngine) {

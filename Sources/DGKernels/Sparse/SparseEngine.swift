@@ -18,13 +18,13 @@ public final class SparseEngine: @unchecked Sendable {
     /// The packed gather's half-panel group of active rows, packed here call after call (`packWeightRows`).
     let gatherScratch: PackedWeights
     let maskedInput = AlignedBuffer()
-    private var model: SparseCostModel?
+    @exclusivity(unchecked) private var model: SparseCostModel?
     /// Where the calibrated cost model is cached (nil: no caching).
     public let costModelCache: SparseCostModelCache?
 
     /// Predicted sparse time must be below this fraction of the predicted dense-then-mask time for
     /// `.auto` to leave the dense path: the margin absorbs model error so `.auto` is never slower than dense.
-    public var autoMargin = 0.9
+    @exclusivity(unchecked) public var autoMargin = 0.9
 
     public init(gemm: GemmEngine, costModel: SparseCostModel? = nil,
                 costModelCache: SparseCostModelCache? = .default) {
@@ -50,7 +50,7 @@ public final class SparseEngine: @unchecked Sendable {
     // MARK: - Layer 1: N-side gating
 
     /// Which kernel a shared mask at batch ≥ 2 runs on (`.auto`: the cost model's cheaper prediction).
-    public var sharedPath: SharedPathChoice = .auto
+    @exclusivity(unchecked) public var sharedPath: SharedPathChoice = .auto
 
     /// How the packed gather splits n active units: `lead` units through the blocked GEMM (whole NR panels; the last
     /// one padded when nothing better applies), then with the AVX-512 narrow kernels a `tail` of up to NR/2 units on a
