@@ -29,3 +29,43 @@ public final class AlignedBuffer: @unchecked Sendable {
         return raw.bindMemory(to: Float.self, capacity: n)
     }
 }
+
+/// One growable 64-byte-aligned float buffer per worker slot (`reserve(slot, count)`; contents are not preserved
+/// when a slot grows). An `[AlignedBuffer]` element read retained and released its buffer — two atomic operations —
+/// on every call that reserved scratch, ~1.5 % of a per-sample layer's 32 narrow GEMM calls; slots here are plain
+/// pointers. Each slot belongs to one worker.
+public final class SlotBuffers: @unchecked Sendable {
+    private let pointers: UnsafeMutablePointer<UnsafeMutablePointer<Float>>
+    private let capacities: UnsafeMutablePointer<Int>
+    public let count: Int
+
+    public init(count: Int, capacity: Int = 16) {
+        self.count = count
+        pointers = .allocate(capacity: count)
+        capacities = .allocate(capacity: count)
+        for s in 0..<count {
+            capacities[s] = max(capacity, 16)
+            (pointers + s).initialize(to: AlignedBuffer.allocate(capacities[s]))
+        }
+    }
+
+    deinit {
+        for s in 0..<count { pointers[s].deallocate() }
+        pointers.deallocate(); capacities.deallocate()
+    }
+
+    /// Room for `n` floats in `slot`.
+    @inline(__always)
+    public func reserve(_ slot: Int, _ n: Int) -> UnsafeMutablePointer<Float> {
+        assert(slot >= 0 && slot < count, "slot out of range")
+        if n > capacities[slot] { grow(slot, n) }
+        return pointers[slot]
+    }
+
+    @inline(never)
+    private func grow(_ slot: Int, _ n: Int) {
+        pointers[slot].deallocate()
+        capacities[slot] = max(n, capacities[slot] * 2)
+        pointers[slot] = AlignedBuffer.allocate(capacities[slot])
+    }
+}

@@ -5,6 +5,25 @@ import XCTest
 /// Pre-packed weights: all panels, selected panels (block masks aligned to NR), scattered and compact
 /// outputs, against the float64 reference; untouched columns must stay untouched.
 final class PackedWeightsTests: XCTestCase {
+    /// Per-worker scratch slots: 64-byte aligned, independent of each other, and growing on demand (contents of a
+    /// grown slot are not kept, the other slots' are).
+    func testSlotBuffersAreAlignedIndependentAndGrow() {
+        let slots = SlotBuffers(count: 3, capacity: 8)
+        var pointers: [UnsafeMutablePointer<Float>] = []
+        for s in 0..<3 {
+            let p = slots.reserve(s, 40)
+            XCTAssertEqual(Int(bitPattern: p) % 64, 0, "slot \(s) aligned")
+            for i in 0..<40 { p[i] = Float(s * 100 + i) }
+            pointers.append(p)
+        }
+        XCTAssertEqual(Set(pointers.map { Int(bitPattern: $0) }).count, 3, "distinct slots")
+        XCTAssertEqual(slots.reserve(1, 40), pointers[1], "no growth within capacity")
+        let grown = slots.reserve(1, 100_000)
+        XCTAssertEqual(Int(bitPattern: grown) % 64, 0)
+        for i in 0..<100_000 { grown[i] = 1 }  // the whole new capacity is writable
+        for s in [0, 2] { for i in 0..<40 { XCTAssertEqual(slots.reserve(s, 40)[i], Float(s * 100 + i)) } }
+    }
+
     func testPrepackedMatchesReferenceForSelectedPanels() throws {
         var rng = SplitMix64(seed: 99)
         for ks in KernelSet.available() {

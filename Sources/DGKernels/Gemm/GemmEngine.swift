@@ -9,11 +9,14 @@ import DGRuntime
 public final class GemmEngine: @unchecked Sendable {
     public let kernels: KernelSet
     public let executor: ParallelExecutor
-    let aBuffers: [AlignedBuffer]
-    let bBuffers: [AlignedBuffer]
+    let aBuffers: SlotBuffers
+    let bBuffers: SlotBuffers
     let narrowScratch = AlignedBuffer()
-    let tileBuffers: [AlignedBuffer]
+    let tileBuffers: SlotBuffers
 
+    // The knobs below are `@exclusivity(unchecked)`: they are set between calls, never during one, and the dynamic
+    // check on every read cost ~1 % of a per-sample layer's 32 narrow GEMM calls (likewise `PackedWeights.n`/`k`,
+    // `AlignedBuffer`, and the knobs of `SparseEngine` and `MoEEngine`).
     /// Multi-threaded blocks share one packed B (BLIS-style, two fork-joins per block) instead of each worker
     /// packing its own slice of B and all of A. Tests turn it off to cover the other path.
     @exclusivity(unchecked) public var sharedPacking = true
@@ -50,9 +53,9 @@ public final class GemmEngine: @unchecked Sendable {
     public init(kernels: KernelSet, executor: ParallelExecutor = SerialExecutor()) {
         self.kernels = kernels
         self.executor = executor
-        aBuffers = (0..<executor.workerCount).map { _ in AlignedBuffer() }
-        bBuffers = (0..<executor.workerCount).map { _ in AlignedBuffer() }
-        tileBuffers = (0..<executor.workerCount).map { _ in AlignedBuffer(capacity: kernels.mr * kernels.nr * 2) }
+        aBuffers = SlotBuffers(count: executor.workerCount)
+        bBuffers = SlotBuffers(count: executor.workerCount)
+        tileBuffers = SlotBuffers(count: executor.workerCount, capacity: kernels.mr * kernels.nr * 2)
         slotPackNanos = .allocate(capacity: 8 * executor.workerCount)
         slotPackNanos.initialize(repeating: 0, count: 8 * executor.workerCount)
     }
@@ -207,7 +210,7 @@ public final class GemmEngine: @unchecked Sendable {
             } else {
                 // Gathered weight rows or scattered outputs: gathered-row gemv into a scratch vector, then the
                 // epilogue through the output maps.
-                let tmp = self.tileBuffers[slot].reserve(range.count)
+                let tmp = self.tileBuffers.reserve(slot, range.count)
                 if let rows = b.colIndex {
                     self.kernels.indexedGemv(range.count, k, b.base, b.colStride, rows + range.lowerBound, x, tmp, false, nil, false)
                 } else {
@@ -301,7 +304,7 @@ public final class GemmEngine: @unchecked Sendable {
             let nPanels = (nc + nr - 1) / nr
             // A stretch of whole K blocks whose packed panels fit the budget (at least one block).
             let stretch = max(1, (sharedBudgetFloats ?? bp.mc * bp.kc) / (kcStep * nPanels * nr)) * kcStep
-            let bPacked = bBuffers[0].reserve(min(stretch, k) * nPanels * nr)
+            let bPacked = bBuffers.reserve(0, min(stretch, k) * nPanels * nr)
             for p0 in stride(from: 0, to: k, by: stretch) {
                 let depth = min(stretch, k - p0)
                 let kBlocks = (depth + kcStep - 1) / kcStep
@@ -323,7 +326,7 @@ public final class GemmEngine: @unchecked Sendable {
                                                      relu: kAbs + kc == k && epilogue.relu)
                         let panels = PanelSource(base: bPacked + pc * nPanels * nr, panelStride: kc * nr, kOffset: 0,
                                                  panelIndex: nil, firstColumn: jc, nr: nr, columnLimit: jc + nc)
-                        let aPacked = self.aBuffers[t].reserve(kc * items.rowsPerBlock)
+                        let aPacked = self.aBuffers.reserve(t, kc * items.rowsPerBlock)
                         if !aInPlace { Pack.packA(a, i0: rows.lowerBound, mc: rows.count, p0: kAbs, kc: kc, mr: mr, into: aPacked) }
                         self.macroKernel(mc: rows.count, kc: kc, ic: rows.lowerBound, panels: panels, panelRange: panelRange,
                                          aPacked: aPacked, aInPlace: aInPlace ? (a, kAbs) : nil, c: c,
@@ -356,8 +359,8 @@ public final class GemmEngine: @unchecked Sendable {
         let m = rows.upperBound, n = cols.upperBound
         let kcStep = bp.balancedKC(for: k)
         let kcMax = min(kcStep, k), ncMax = min(bp.nc, cols.count), mcMax = min(bp.mc, rows.count)
-        let bPacked = bBuffers[slot].reserve(kcMax * ((ncMax + nr - 1) / nr) * nr)
-        let aPacked = aBuffers[slot].reserve(kcMax * ((mcMax + mr - 1) / mr) * mr)
+        let bPacked = bBuffers.reserve(slot, kcMax * ((ncMax + nr - 1) / nr) * nr)
+        let aPacked = aBuffers.reserve(slot, kcMax * ((mcMax + mr - 1) / mr) * mr)
         for jc in stride(from: cols.lowerBound, to: n, by: bp.nc) {
             let nc = min(bp.nc, n - jc)
             let nPanels = (nc + nr - 1) / nr
@@ -388,7 +391,7 @@ public final class GemmEngine: @unchecked Sendable {
                              c: OutputOperand, epilogue: Epilogue, slot: Int) {
         let mr = kernels.mr, nr = kernels.nr
         let packedMicro = kernels.gemm, rowMicro = kernels.rowSourceGemm
-        let tile = tileBuffers[slot].reserve(mr * nr + nr + 2 * mr)
+        let tile = tileBuffers.reserve(slot, mr * nr + nr + 2 * mr)
         // With `aInPlace` (operand, k offset) the kernel broadcasts from MR row pointers instead of a packed panel.
         let rowPointers = UnsafeMutableRawPointer(tile + mr * nr + nr).assumingMemoryBound(to: UnsafePointer<Float>.self)
         @inline(__always) func micro(_ kc: Int, _ ir: Int, _ rows: Int, _ b: UnsafePointer<Float>, _ cp: UnsafeMutablePointer<Float>,
@@ -594,7 +597,7 @@ public final class GemmEngine: @unchecked Sendable {
             // neutral from 32 rows up).
             let kcStep = rows.count <= 4 * mr && nr * k <= bp.mc * bp.kc ? k : bp.balancedKC(for: k)
             let mcMax = min(bp.mc, rows.count), kcMax = min(kcStep, k)
-            let aPacked = self.aBuffers[slot].reserve(kcMax * ((mcMax + mr - 1) / mr) * mr)
+            let aPacked = self.aBuffers.reserve(slot, kcMax * ((mcMax + mr - 1) / mr) * mr)
             for pc in stride(from: 0, to: k, by: kcStep) {
                 let kc = min(kcStep, k - pc)
                 let blockEpilogue = Epilogue(beta: pc == 0 ? epilogue.beta : 1,
@@ -621,7 +624,7 @@ public final class GemmEngine: @unchecked Sendable {
             let x = a.base + a.physicalRow(0) * a.rowStride
             precondition(a.colStride == 1 && a.colIndex == nil, "batch-1 pre-packed path needs a contiguous row")
             let rowBody: (Range<Int>, Int) -> Void = { range, slot in
-                let tile = self.tileBuffers[slot].reserve(2 * nr)
+                let tile = self.tileBuffers.reserve(slot, 2 * nr)
                 for s in range {
                     let p = panelIndex.map { Int($0[s]) } ?? first + s
                     let col0 = p * nr, cols = min(nr, packed.n - col0)
@@ -682,6 +685,7 @@ struct PanelSource {
 
 /// Layer weights packed once into NR-unit panels, each the whole K deep (k-major, zero-padded).
 public final class PackedWeights: @unchecked Sendable {
+    // Unchecked: read on every GEMM call, changed only by `reshape` between calls (see `GemmEngine`'s knobs).
     @exclusivity(unchecked) public private(set) var n: Int
     @exclusivity(unchecked) public private(set) var k: Int
     public let nr: Int

@@ -61,7 +61,7 @@ extension GemmEngine {
         let direct = width == tileWidth && c.isContiguous
         let bp = kernels.blocking
         let kcStep = m <= 2 * mr || tileWidth * k <= bp.mc * bp.kc ? k : bp.balancedKC(for: k)
-        let tile = tileBuffers[0].reserve(mr * tileWidth + 2 * mr + tileWidth)
+        let tile = tileBuffers.reserve(0, mr * tileWidth + 2 * mr + tileWidth)
         let rowPointers = UnsafeMutableRawPointer(tile + mr * tileWidth).assumingMemoryBound(to: UnsafePointer<Float>.self)
         // This block's bias, contiguous: a slice, or gathered through `biasIndex` (zero past the last unit).
         var shifted: UnsafePointer<Float>? = nil

@@ -26,7 +26,7 @@ extension GemmEngine {
         // Aᵀ as B panels, all of K: block b holds mPanels panels of kc × NR floats (k-major, zero-padded lanes).
         let aT = MatrixOperand(base: a.base, rowStride: a.colStride, colStride: a.rowStride,
                                rowIndex: a.colIndex, colIndex: a.rowIndex)
-        let packed = bBuffers[0].reserve(k * mPad)
+        let packed = bBuffers.reserve(0, k * mPad)
         let ct = narrowScratch.reserve(n * mPad)
         let workers = workers(forMACs: m * n * k)
         let packTasks = kBlocks * mPanels
@@ -43,7 +43,7 @@ extension GemmEngine {
 
         let micro = kernels.rowSourceGemm
         // Bias per logical unit, gathered once (the transposed epilogue reads it per element).
-        let biasTile = tileBuffers[0].reserve(max(n, 1))
+        let biasTile = tileBuffers.reserve(0, max(n, 1))
         for j in 0..<n { biasTile[j] = epilogue.biasValue(j) }
         let contiguous = c.rowIndex == nil && epilogue.beta == 0, relu = epilogue.relu, columnMap = c.colIndex
         let groups = (n + mr - 1) / mr

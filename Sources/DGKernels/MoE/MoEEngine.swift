@@ -126,6 +126,7 @@ public final class MoEEngine: @unchecked Sendable {
     private let expertOut = AlignedBuffer()
 
     /// Receives the router / dispatch / experts / combine phases when profiling (`dgperf profile`); nil otherwise.
+    /// (This and `fewExpertsSchedule` skip dynamic exclusivity checks: set between calls, see `GemmEngine`'s knobs.)
     @exclusivity(unchecked) public var recorder: PhaseRecorder?
 
     /// How the experts run when at least 2 but fewer than `workerCount` of them are busy (8 experts on 16 cores):

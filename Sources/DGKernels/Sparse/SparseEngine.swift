@@ -18,6 +18,7 @@ public final class SparseEngine: @unchecked Sendable {
     /// The packed gather's half-panel group of active rows, packed here call after call (`packWeightRows`).
     let gatherScratch: PackedWeights
     let maskedInput = AlignedBuffer()
+    // This and the knobs below skip dynamic exclusivity checks (set between calls; see `GemmEngine`'s knobs).
     @exclusivity(unchecked) private var model: SparseCostModel?
     /// Where the calibrated cost model is cached (nil: no caching).
     public let costModelCache: SparseCostModelCache?
