@@ -131,6 +131,8 @@ struct UnitGroups {
         precondition(users.count == (blocks + blocksPerGroup - 1) / blocksPerGroup, "one user count per group")
         var next = [Int](repeating: 0, count: users.count)
         var total = 0
+        let groups = users.reduce(0) { $0 + ($1 > 0 ? 1 : 0) }
+        lo.reserveCapacity(groups); hi.reserveCapacity(groups); rowOffsets.reserveCapacity(groups + 1)
         for i in 0..<users.count where users[i] > 0 {
             next[i] = total; total += users[i]
             let l = i * blocksPerGroup * g, h = min((i + 1) * blocksPerGroup * g, mask.units)
@@ -193,7 +195,7 @@ extension SparseEngine {
         let maskBytes = batch * blocks
         let denseMACs = batch * h * d
         let useful = KernelCost(macs: pairs * d, bytesRead: 4 * (batch * d + pairs * d), bytesWritten: 4 * pairs)
-        var predicted: [String: Double] = [:]
+        var predicted: PerSamplePredictions? = nil
         var chosen = strategy
         // Unit-major grouping (exact blocks, or `wide` adjacent blocks per group to fill NR columns): the model picks.
         var blocksPerGroup = 1
@@ -207,8 +209,7 @@ extension SparseEngine {
                 let tDense = predictDense1(model, batch: batch, h: h, d: d, packedB: packed != nil)
                 let tUnit = min(tExact, tWide)
                 let tSample = predictSampleMajor1(model, stats, d: d)
-                predicted = [SparseStrategy.denseThenMask.rawValue: tDense, SparseStrategy.unitMajor.rawValue: tUnit,
-                             SparseStrategy.sampleMajor.rawValue: tSample]
+                predicted = PerSamplePredictions(denseThenMask: tDense, unitMajor: tUnit, sampleMajor: tSample)
                 let sparseBest = min(tUnit, tSample)
                 chosen = sparseBest < autoMargin * tDense ? (tUnit <= tSample ? .unitMajor : .sampleMajor) : .denseThenMask
             }
@@ -226,7 +227,7 @@ extension SparseEngine {
                                      overhead: KernelCost(bytesRead: maskBytes, bytesWritten: 4 * (batch * h - pairs)),
                                      wasted: KernelCost(macs: denseMACs - pairs * d))
             return SparseReport(strategy: .denseThenMask, cost: cost, denseMACs: denseMACs, activePairs: pairs,
-                                predictedSeconds: predicted)
+                                predictions: predicted)
 
         case .unitMajor:
             let groups = UnitGroups(mask, blocksPerGroup: blocksPerGroup,
@@ -282,7 +283,7 @@ extension SparseEngine {
                                      bytesWritten: 4 * (groups.rows.count + batch * h - pairs)),
                 wasted: KernelCost(macs: executed - pairs * d))
             return SparseReport(strategy: .unitMajor, cost: cost, denseMACs: denseMACs, activePairs: pairs,
-                                predictedSeconds: predicted)
+                                predictions: predicted)
 
         case .sampleMajor:
             let gemv = gemm.kernels.gemv, indexed = gemm.kernels.indexedGemv
@@ -318,7 +319,7 @@ extension SparseEngine {
                 useful: useful,
                 overhead: KernelCost(bytesRead: maskBytes, bytesWritten: 4 * (batch * h - pairs)))
             return SparseReport(strategy: .sampleMajor, cost: cost, denseMACs: denseMACs, activePairs: pairs,
-                                predictedSeconds: predicted)
+                                predictions: predicted)
         }
     }
 
@@ -335,16 +336,15 @@ extension SparseEngine {
                     let raw = UnsafeMutableRawPointer(row).assumingMemoryBound(to: UInt32.self)
                     for u in 0..<h { raw[u] &= 0 &- UInt32(flags[u]) }
                 } else {
-                    // One fill per maximal run of inactive blocks (a call per block was 7 % of a per-sample layer at
-                    // B = 32, G = 16, r ≈ 0.1).
-                    var j = 0
-                    while j < blocks {
-                        if flags[j] != 0 { j &+= 1; continue }
-                        var j2 = j &+ 1
-                        while j2 < blocks && flags[j2] == 0 { j2 &+= 1 }
-                        (row + j * g).update(repeating: 0, count: min(j2 * g, h) - j * g)
-                        j = j2
+                    // One fill per gap between active blocks, found eight blocks a word (a fill per inactive block
+                    // was 7 % of a per-sample layer at B = 32, G = 16, r ≈ 0.1).
+                    var next = 0
+                    forEachActiveBlock(flags, blocks: blocks) { j in
+                        let lo = j * g
+                        if lo > next { (row + next).update(repeating: 0, count: lo - next) }
+                        next = min(lo + g, h)
                     }
+                    if h > next { (row + next).update(repeating: 0, count: h - next) }
                 }
             } }
             overSampleBlocks(mask.batch, unit: 8, parallel: parallel, body)
@@ -362,7 +362,7 @@ extension SparseEngine {
         let maskBytes = batch * blocks
         let denseMACs = batch * h * c
         let useful = KernelCost(macs: pairs * c, bytesRead: 4 * (pairs + pairs * c), bytesWritten: 4 * batch * c)
-        var predicted: [String: Double] = [:]
+        var predicted: PerSamplePredictions? = nil
         var chosen = strategy
         if strategy == .auto {
             let model = costModel
@@ -374,8 +374,7 @@ extension SparseEngine {
             let tSample = parallel(Double(stats.runs) * model.gemvSeconds(rows: c, k: 1)
                                    + Double(pairs) * (model.gemvSeconds(rows: c, k: 2) - model.gemvSeconds(rows: c, k: 1)),
                                    tasks: batch)
-            predicted = [SparseStrategy.denseThenMask.rawValue: tDense, SparseStrategy.unitMajor.rawValue: tUnit,
-                         SparseStrategy.sampleMajor.rawValue: tSample]
+            predicted = PerSamplePredictions(denseThenMask: tDense, unitMajor: tUnit, sampleMajor: tSample)
             chosen = min(tUnit, tSample) < autoMargin * tDense ? (tUnit <= tSample ? .unitMajor : .sampleMajor) : .denseThenMask
         }
         let biasValue: (Int) -> Float = { j in bias.map { $0[j] } ?? 0 }
@@ -391,7 +390,7 @@ extension SparseEngine {
                                      overhead: KernelCost(bytesRead: maskBytes + 4 * batch * h, bytesWritten: 4 * batch * h),
                                      wasted: KernelCost(macs: denseMACs - pairs * c))
             return SparseReport(strategy: .denseThenMask, cost: cost, denseMACs: denseMACs, activePairs: pairs,
-                                predictedSeconds: predicted)
+                                predictions: predicted)
         case .unitMajor:
             let exact = UnitGroups(mask, blocksPerGroup: 1, users: stats.blockUsers)
             for b in 0..<batch { for j in 0..<c { y[b * c + j] = biasValue(j) } }
@@ -415,7 +414,7 @@ extension SparseEngine {
             let cost = CostBreakdown(useful: useful,
                                      overhead: KernelCost(bytesRead: maskBytes, bytesWritten: 4 * exact.rows.count))
             return SparseReport(strategy: .unitMajor, cost: cost, denseMACs: denseMACs, activePairs: pairs,
-                                predictedSeconds: predicted)
+                                predictions: predicted)
         case .sampleMajor:
             let gemv = gemm.kernels.gemv
             mask.bits.withUnsafeBufferPointer { bits in
@@ -436,7 +435,7 @@ extension SparseEngine {
             }
             let cost = CostBreakdown(useful: useful, overhead: KernelCost(bytesRead: maskBytes))
             return SparseReport(strategy: .sampleMajor, cost: cost, denseMACs: denseMACs, activePairs: pairs,
-                                predictedSeconds: predicted)
+                                predictions: predicted)
         }
     }
 

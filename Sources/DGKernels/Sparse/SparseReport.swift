@@ -40,6 +40,14 @@ public enum PerSampleStrategy: String, Sendable, Codable, CaseIterable {
     case auto, denseThenMask, unitMajor, sampleMajor
 }
 
+/// Predicted seconds of each per-sample strategy (a struct, not a dictionary: building a dictionary on every call
+/// was ~1.5 % of a per-sample layer at B = 32).
+public struct PerSamplePredictions: Sendable, Codable, Equatable {
+    public var denseThenMask: Double
+    public var unitMajor: Double
+    public var sampleMajor: Double
+}
+
 /// What one sparse-kernel call did and what it cost.
 ///
 /// - paper relative MAC = `cost.useful.macs / denseMACs` (active units only),
@@ -53,13 +61,20 @@ public struct SparseReport: Sendable, Codable, Equatable {
     public var denseMACs: Int
     /// Active (sample, unit) pairs.
     public var activePairs: Int
-    /// Cost-model predictions (seconds) per candidate strategy, when the model was consulted.
-    public var predictedSeconds: [String: Double]
+    /// Cost-model predictions for the per-sample strategies, when the model was consulted (`.auto`).
+    public var predictions: PerSamplePredictions?
 
     public init(strategy: SparseStrategy, cost: CostBreakdown, denseMACs: Int, activePairs: Int,
-                predictedSeconds: [String: Double] = [:]) {
+                predictions: PerSamplePredictions? = nil) {
         self.strategy = strategy; self.cost = cost; self.denseMACs = denseMACs
-        self.activePairs = activePairs; self.predictedSeconds = predictedSeconds
+        self.activePairs = activePairs; self.predictions = predictions
+    }
+
+    /// `predictions` keyed by strategy name (empty when the model was not consulted).
+    public var predictedSeconds: [String: Double] {
+        guard let p = predictions else { return [:] }
+        return [SparseStrategy.denseThenMask.rawValue: p.denseThenMask, SparseStrategy.unitMajor.rawValue: p.unitMajor,
+                SparseStrategy.sampleMajor.rawValue: p.sampleMajor]
     }
 
     public var paperRelativeMAC: Double { denseMACs == 0 ? 0 : Double(cost.useful.macs) / Double(denseMACs) }
