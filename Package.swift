@@ -18,7 +18,7 @@ let optimizedAlways: [SwiftSetting] = [
 func isaTarget(_ name: String, march: String) -> Target {
     .target(
         name: name,
-        dependencies: ["DGKernelsSIMD"],
+        dependencies: ["DGKernelsSIMD", "CKernelHints"],
         swiftSettings: optimizedAlways + [.unsafeFlags(["-Xcc", "-march=\(march)"])]
     )
 }
@@ -49,7 +49,7 @@ let package = Package(
         // A prefetch hint for the loop nest (Swift cannot emit one); header-only, inlined.
         .target(name: "CKernelHints"),
         // Width-generic @inlinable loop bodies that each ISA target specialises with its own flags.
-        .target(name: "DGKernelsSIMD", swiftSettings: optimizedAlways),
+        .target(name: "DGKernelsSIMD", dependencies: ["CKernelHints"], swiftSettings: optimizedAlways),
         isaTarget("DGKernelsAVX512", march: "x86-64-v4"),
         isaTarget("DGKernelsAVX2", march: "x86-64-v3"),
         .target(

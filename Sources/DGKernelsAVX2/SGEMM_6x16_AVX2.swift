@@ -14,10 +14,10 @@ public let avx2TileCols = 16
 public func sgemmMicroKernelAVX2_6x16(
     _ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
     _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ beta: Float,
-    _ bias: UnsafePointer<Float>?, _ relu: Bool, _ rows: Int
+    _ bias: UnsafePointer<Float>?, _ relu: Bool, _ rows: Int, _ prefetch: UnsafeRawPointer?
 ) {
     let at: (Int, Int) -> Float = { k, i in a[k &* 6 &+ i] }
-    microKernel6x16(kc, at, b, 16, c, ldc, beta, bias, relu, rows)
+    microKernel6x16(kc, at, b, 16, c, ldc, beta, bias, relu, rows, prefetch: prefetch)
 }
 
 /// The same tile with A read in place through six row pointers; see `sgemmRowSourceMicroKernelAVX512_6x32`.
@@ -25,11 +25,11 @@ public func sgemmMicroKernelAVX2_6x16(
 public func sgemmRowSourceMicroKernelAVX2_6x16(
     _ kc: Int, _ a: UnsafePointer<UnsafePointer<Float>>, _ b: UnsafePointer<Float>,
     _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ beta: Float,
-    _ bias: UnsafePointer<Float>?, _ relu: Bool, _ rows: Int
+    _ bias: UnsafePointer<Float>?, _ relu: Bool, _ rows: Int, _ prefetch: UnsafeRawPointer?
 ) {
     let rows6 = SixRowPointers(a)
     let at: (Int, Int) -> Float = { k, i in rows6.element(k, i) }
-    microKernel6x16(kc, at, b, 16, c, ldc, beta, bias, relu, rows)
+    microKernel6x16(kc, at, b, 16, c, ldc, beta, bias, relu, rows, prefetch: prefetch)
 }
 
 /// y[i] = dot(W[i, 0..<k], x) (+ beta·y[i]) (+ bias[i]) (relu) for i in 0..<n; W row-major with `ldw`.

@@ -1,3 +1,4 @@
+import CKernelHints
 import DGKernelsSIMD
 
 // AVX-512 micro-kernel: a 6×32 tile of C held in 12 zmm accumulators (SIMD16<Float>).
@@ -14,12 +15,12 @@ public let avx512TileCols = 32
 public func sgemmMicroKernelAVX512_6x32(
     _ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
     _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ beta: Float,
-    _ bias: UnsafePointer<Float>?, _ relu: Bool, _ rows: Int
+    _ bias: UnsafePointer<Float>?, _ relu: Bool, _ rows: Int, _ prefetch: UnsafeRawPointer?
 ) {
     // Edge tiles (rows < 6: a small expert's last tokens, a per-sample group of a few samples) compute only their
     // rows; before, a 2-row tile cost as much as a full one.
     let at: (Int, Int) -> Float = { k, i in a[k &* 6 &+ i] }
-    microKernel6x32(kc, at, b, c, ldc, beta, bias, relu, rows)
+    microKernel6x32(kc, at, b, c, ldc, beta, bias, relu, rows, prefetch: prefetch)
 }
 
 /// The same tile with A read in place: row i of A is `rows[i][0..<kc]` (six pointers; an edge tile repeats
@@ -29,11 +30,11 @@ public func sgemmMicroKernelAVX512_6x32(
 public func sgemmRowSourceMicroKernelAVX512_6x32(
     _ kc: Int, _ a: UnsafePointer<UnsafePointer<Float>>, _ b: UnsafePointer<Float>,
     _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ beta: Float,
-    _ bias: UnsafePointer<Float>?, _ relu: Bool, _ rows: Int
+    _ bias: UnsafePointer<Float>?, _ relu: Bool, _ rows: Int, _ prefetch: UnsafeRawPointer?
 ) {
     let rows6 = SixRowPointers(a)
     let at: (Int, Int) -> Float = { k, i in rows6.element(k, i) }
-    microKernel6x32(kc, at, b, c, ldc, beta, bias, relu, rows)
+    microKernel6x32(kc, at, b, c, ldc, beta, bias, relu, rows, prefetch: prefetch)
 }
 
 /// A 6×16 tile against one half (16 columns) of a 32-wide packed B panel (B row stride 32 floats), with A read in
@@ -44,7 +45,7 @@ public func sgemmRowSourceMicroKernelAVX512_6x32(
 public func sgemmHalfPanelMicroKernelAVX512_6x16(
     _ kc: Int, _ a: UnsafePointer<UnsafePointer<Float>>, _ b: UnsafePointer<Float>,
     _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ beta: Float,
-    _ bias: UnsafePointer<Float>?, _ relu: Bool, _ rows: Int
+    _ bias: UnsafePointer<Float>?, _ relu: Bool, _ rows: Int, _ prefetch: UnsafeRawPointer?
 ) {
     let rows6 = SixRowPointers(a)
     let at: (Int, Int) -> Float = { k, i in rows6.element(k, i) }
@@ -113,14 +114,18 @@ public func sgemmPanelAndHalfMicroKernelAVX512_6x48(
 func microKernel6x32(
     _ kc: Int, _ a: (Int, Int) -> Float, _ b: UnsafePointer<Float>,
     _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ beta: Float,
-    _ bias: UnsafePointer<Float>?, _ relu: Bool, _ rows: Int
+    _ bias: UnsafePointer<Float>?, _ relu: Bool, _ rows: Int, prefetch: UnsafeRawPointer?
 ) {
     typealias V = SIMD16<Float>
     var c00 = V(), c01 = V(), c10 = V(), c11 = V(), c20 = V(), c21 = V()
     var c30 = V(), c31 = V(), c40 = V(), c41 = V(), c50 = V(), c51 = V()
     var bp = UnsafeRawPointer(b)
     var k = 0
+    // Streamed weights (`prefetch` = the panel to come): its row k is fetched at step k, so it arrives while this
+    // panel computes (see `GemmEngine.macroKernel`). The test is loop-invariant.
+    let next = prefetch ?? UnsafeRawPointer(b)
     while k < kc {
+        if prefetch != nil { let p = next + k &* 128; dg_prefetch(p); dg_prefetch(p + 64) }
         let b0 = bp.loadUnaligned(as: V.self)
         let b1 = bp.loadUnaligned(fromByteOffset: 64, as: V.self)
         // Rows ≥ `rows` (an edge tile's missing rows) are skipped: loop-invariant, predictable branches that full

@@ -1,3 +1,5 @@
+import CKernelHints
+
 // The 6×16 tile body shared by the AVX2 micro-kernels and AVX-512's half-panel kernel. `@inlinable`: each ISA
 // target specialises it with its own -march (this target is baseline x86-64 and never runs it).
 
@@ -26,7 +28,7 @@ public struct SixRowPointers {
 public func microKernel6x16(
     _ kc: Int, _ a: (Int, Int) -> Float, _ b: UnsafePointer<Float>, _ bStride: Int,
     _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ beta: Float,
-    _ bias: UnsafePointer<Float>?, _ relu: Bool, _ rows: Int, twoChains: Bool = false
+    _ bias: UnsafePointer<Float>?, _ relu: Bool, _ rows: Int, twoChains: Bool = false, prefetch: UnsafeRawPointer? = nil
 ) {
     // One SIMD16 accumulator per row (two ymm after legalisation). Written per row so that each
     // broadcast dies right after its two FMAs: with two separate SIMD8 columns LLVM grouped the FMAs by
@@ -36,12 +38,15 @@ public func microKernel6x16(
     var r0 = W(), r1 = W(), r2 = W(), r3 = W(), r4 = W(), r5 = W()
     var bp = UnsafeRawPointer(b)
     var k = 0
+    // Streamed weights (`prefetch` = the panel to come): its row k is fetched at step k (see `microKernel6x32`).
+    let next = prefetch ?? UnsafeRawPointer(b), rowBytes = bStride &* 4
     if twoChains {
         // One zmm per row is six FMA chains, fewer than the two FMA pipes × 4-cycle latency need: even and odd k
         // accumulate separately (twelve chains) and meet at the end. Only for 32-register ISAs.
         var s0 = W(), s1 = W(), s2 = W(), s3 = W(), s4 = W(), s5 = W()
         let step = bStride &* 4
         while k &+ 1 < kc {
+            if prefetch != nil { dg_prefetch(next + k &* rowBytes); dg_prefetch(next + (k &+ 1) &* rowBytes) }
             let b0 = bp.loadUnaligned(as: W.self), b1 = bp.loadUnaligned(fromByteOffset: step, as: W.self)
             let k1 = k &+ 1
             r0 = r0.addingProduct(W(repeating: a(k, 0)), b0); s0 = s0.addingProduct(W(repeating: a(k1, 0)), b1)
@@ -55,6 +60,7 @@ public func microKernel6x16(
         r0 += s0; r1 += s1; r2 += s2; r3 += s3; r4 += s4; r5 += s5
     }
     while k < kc {
+        if prefetch != nil { dg_prefetch(next + k &* rowBytes) }
         let bw = bp.loadUnaligned(as: W.self)
         r0 = r0.addingProduct(W(repeating: a(k, 0)), bw)
         if rows > 1 { r1 = r1.addingProduct(W(repeating: a(k, 1)), bw) }

@@ -5,6 +5,45 @@ import XCTest
 /// Pre-packed weights: all panels, selected panels (block masks aligned to NR), scattered and compact
 /// outputs, against the float64 reference; untouched columns must stay untouched.
 final class PackedWeightsTests: XCTestCase {
+    /// Streamed weights (prefetched a panel ahead from inside the micro-kernel) compute exactly what the others do:
+    /// several panels, row counts around MR, K in one block and K-blocked, both ISAs, 1 and 2 workers, A packed and
+    /// read in place; and `MoEEngine.pack` marks experts streamed exactly when together they overflow this core's L3.
+    func testStreamedWeightsMatchUnstreamedAndMoEMarksThem() throws {
+        var rng = SplitMix64(seed: 5)
+        for ks in KernelSet.available() {
+            for threads in [1, 2] {
+                let engine = GemmEngine(kernels: ks, executor: ConcurrentPerformExecutor(workers: threads))
+                engine.parallelThresholdMACs = 0
+                for (m, n, k) in [(1, ks.nr * 3, 40), (5, ks.nr * 4 + 3, 784), (8, ks.nr * 16, 512), (13, ks.nr * 2, 1500),
+                                  (64, ks.nr * 9 + 1, 300), (7, ks.nr * 3, 33)] {
+                    let x = (0..<(m * k)).map { _ in rng.nextFloat() - 0.5 }
+                    let w = (0..<(n * k)).map { _ in rng.nextFloat() - 0.5 }
+                    let packed = w.withUnsafeBufferPointer { engine.packWeights($0.baseAddress!, n: n, k: k, ldw: k) }
+                    func run(streamed: Bool) -> [Float] {
+                        packed.streamed = streamed
+                        var c = [Float](repeating: .nan, count: m * n)
+                        x.withUnsafeBufferPointer { xp in c.withUnsafeMutableBufferPointer { cp in
+                            engine.gemm(m: m, a: .rowMajor(xp.baseAddress!, ld: k), packed: packed,
+                                        c: OutputOperand(base: cp.baseAddress!, rowStride: n), epilogue: Epilogue(relu: true))
+                        } }
+                        return c
+                    }
+                    XCTAssertEqual(run(streamed: true), run(streamed: false), "\(ks.name) threads \(threads) m \(m) n \(n) k \(k)")
+                }
+            }
+        }
+        let moe = MoEEngine(gemm: GemmEngine(kernels: try KernelSet.select(.auto), executor: ConcurrentPerformExecutor(workers: 1)))
+        for (d, h) in [(16, 8), (512, 512)] {
+            let w = try MoEWeights.random(inFeatures: d, hidden: h, outFeatures: d, experts: 4, seed: 3)
+            let packed = moe.pack(w)
+            let total = (packed.w1 + packed.w2).reduce(0) { $0 + $1.bytes }
+            let nr = moe.gemm.kernels.nr
+            XCTAssertEqual(packed.w1[0].bytes, (h + nr - 1) / nr * nr * d * 4, "W1 panels, zero-padded")
+            XCTAssertEqual(packed.w2[0].bytes, (d + nr - 1) / nr * nr * h * 4, "W2 panels, zero-padded")
+            XCTAssertTrue((packed.w1 + packed.w2).allSatisfy { $0.streamed == PackedWeights.streams(bytes: total) }, "D \(d) H \(h)")
+        }
+    }
+
     /// Per-worker scratch slots: 64-byte aligned, independent of each other, and growing on demand (contents of a
     /// grown slot are not kept, the other slots' are).
     func testSlotBuffersAreAlignedIndependentAndGrow() {

@@ -395,12 +395,13 @@ public final class GemmEngine: @unchecked Sendable {
         // With `aInPlace` (operand, k offset) the kernel broadcasts from MR row pointers instead of a packed panel.
         let rowPointers = UnsafeMutableRawPointer(tile + mr * nr + nr).assumingMemoryBound(to: UnsafePointer<Float>.self)
         @inline(__always) func micro(_ kc: Int, _ ir: Int, _ rows: Int, _ b: UnsafePointer<Float>, _ cp: UnsafeMutablePointer<Float>,
-                                     _ ldc: Int, _ beta: Float, _ bias: UnsafePointer<Float>?, _ relu: Bool, _ stored: Int) {
+                                     _ ldc: Int, _ beta: Float, _ bias: UnsafePointer<Float>?, _ relu: Bool, _ stored: Int,
+                                     _ prefetch: UnsafeRawPointer?) {
             if let (a, pc) = aInPlace {
                 for i in 0..<mr { rowPointers[i] = a.base + a.physicalRow(ic + ir + min(i, rows - 1)) * a.rowStride + pc }
-                rowMicro(kc, UnsafePointer(rowPointers), b, cp, ldc, beta, bias, relu, stored)
+                rowMicro(kc, UnsafePointer(rowPointers), b, cp, ldc, beta, bias, relu, stored, prefetch)
             } else {
-                packedMicro(kc, aPacked + ir * kc, b, cp, ldc, beta, bias, relu, stored)
+                packedMicro(kc, aPacked + ir * kc, b, cp, ldc, beta, bias, relu, stored, prefetch)
             }
         }
         let biasTile = tile + mr * nr
@@ -417,35 +418,39 @@ public final class GemmEngine: @unchecked Sendable {
             }
             // (With A in place, taking each MR-row slice across all panels before moving on measured 5 % slower:
             // the B panels then come from L2.)
-            // Pre-packed weights: prefetch the next panel's block, a slice per strip, while this panel's strips run.
-            // Weights that are not in cache (MoE experts, a layer wider than L2) otherwise arrive at the first strip's
-            // demand rate: 8 experts × (64 tokens, 784 → 512 → 784) took 615 µs per expert instead of 445 with the
-            // weights hot; with the prefetch 480. (Freshly packed panels are in L2 already: 1–2 % slower with it.)
-            // At most `prefetchLinesPerStrip` per strip: a few-row GEMM has few strips, and bursts of 100+ prefetches
-            // before each stalled it (8-token experts, 784 → 128 → 784: 21.7 µs uncapped, 18.5 capped and without).
-            var prefetchNext: UnsafeRawPointer? = nil, prefetchLeft = 0, prefetchPerStrip = 0
-            if panels.prePacked, jp + 1 < panelRange.upperBound {
-                prefetchNext = UnsafeRawPointer(panels.panel(jp + 1).0)
-                prefetchLeft = kc * nr * 4 / 64
-                let strips = (mc + mr - 1) / mr
-                prefetchPerStrip = min((prefetchLeft + strips - 1) / strips, Self.prefetchLinesPerStrip)
+            // Pre-packed weights may not be in cache (freshly packed panels are in L2 already: 1–2 % slower with a
+            // prefetch). Streamed ones (`PackedWeights.streamed`: larger than this core's share of L3, or MoE experts
+            // that together are) have the first strip's kernel prefetch the next panel's block, one B row per step,
+            // so it streams in while this panel computes: 8-token experts (784 → 512 → 784, 25.7 MB per call)
+            // otherwise computed and streamed in turn — 0.85 ms against 0.53 ms with the weights hot and 0.37 ms to
+            // read them alone; 0.63 ms with it. On weights in L3 that cost 3–5 % (dense B = 32) and up to 25 %
+            // (per-sample groups of a few rows, whose kernel is load-bound), so the others keep the older scheme: at
+            // most `prefetchLinesPerStrip` lines of the next panel before each strip (8 experts × (64 tokens, 784 →
+            // 512 → 784): 615 µs per expert without, 445 hot, 480 with; bursts of 100+ stalled a few-row strip).
+            let next: UnsafeRawPointer? = panels.prePacked && jp + 1 < panelRange.upperBound
+                ? UnsafeRawPointer(panels.panel(jp + 1).0) : nil
+            var burstNext = panels.streamed ? nil : next, burstLeft = 0, burstPerStrip = 0
+            if burstNext != nil {
+                burstLeft = kc * nr * 4 / 64
+                burstPerStrip = min((burstLeft + (mc + mr - 1) / mr - 1) / ((mc + mr - 1) / mr), Self.prefetchLinesPerStrip)
             }
             var ir = 0
             while ir < mc {
                 let rows = min(mr, mc - ir)
-                if let p = prefetchNext, prefetchLeft > 0 {
-                    let n = min(prefetchPerStrip, prefetchLeft)
+                if let p = burstNext, burstLeft > 0 {
+                    let n = min(burstPerStrip, burstLeft)
                     for l in 0..<n { dg_prefetch(p + 64 * l) }
-                    prefetchNext = p + 64 * n
-                    prefetchLeft -= n
+                    burstNext = p + 64 * n
+                    burstLeft -= n
                 }
+                let prefetch = panels.streamed && ir == 0 ? next : nil
                 if cols == nr && c.isContiguous {
                     micro(kc, ir, rows, bPanel, c.base + (ic + ir) * c.rowStride + col0, c.rowStride,
-                          epilogue.beta, bias, epilogue.relu, rows)
+                          epilogue.beta, bias, epilogue.relu, rows, prefetch)
                 } else {
                     // Column edge or scattered tile: compute into scratch, then merge the valid part (every KC
                     // block of a narrow or gathered product comes through here, so the merge loop is kept tight).
-                    micro(kc, ir, rows, bPanel, tile, nr, 0, nil, false, rows)
+                    micro(kc, ir, rows, bPanel, tile, nr, 0, nil, false, rows, prefetch)
                     mergeTile(tile, ld: nr, rows: rows, cols: cols, row0: ic + ir, col0: col0, c: c,
                               beta: epilogue.beta, bias: bias, relu: epilogue.relu)
                 }
@@ -454,7 +459,7 @@ public final class GemmEngine: @unchecked Sendable {
         }
     }
 
-    /// Prefetches issued before one row strip of the macro-kernel: about what one core keeps in flight.
+    /// Prefetches issued before one row strip of the macro-kernel for pre-packed weights that are not `streamed`.
     static let prefetchLinesPerStrip = 32
 
     /// C[row0 + i, col0 + j] = act(tile[i, j] + bias[j] + beta·C) through C's row/column maps, i < rows, j < cols;
@@ -507,6 +512,7 @@ public final class GemmEngine: @unchecked Sendable {
     public func packWeights(_ w: UnsafePointer<Float>, n: Int, k: Int, ldw: Int) -> PackedWeights {
         let packed = PackedWeights(n: n, k: k, nr: kernels.nr)
         packWholeK(.rowMajor(w, ld: ldw, transposed: true), n: n, k: k, into: packed)
+        packed.streamed = PackedWeights.streams(bytes: packed.bytes)
         return packed
     }
 
@@ -605,7 +611,7 @@ public final class GemmEngine: @unchecked Sendable {
                                              relu: pc + kc == k && epilogue.relu)
                 let source = PanelSource(base: packed.storage.pointer + first * k * nr, panelStride: k * nr, kOffset: pc * nr,
                                          panelIndex: panelIndex, firstColumn: first * nr, nr: nr, columnLimit: packed.n,
-                                         prePacked: true)
+                                         prePacked: true, streamed: packed.streamed)
                 for ic in stride(from: rows.lowerBound, to: rows.upperBound, by: bp.mc) {
                     let mc = min(bp.mc, rows.upperBound - ic)
                     if aInPlace {
@@ -669,12 +675,14 @@ struct PanelSource {
     let columnLimit: Int
     /// Whole-K pre-packed panels (maybe not in cache: the macro-kernel prefetches ahead), not panels just packed.
     let prePacked: Bool
+    /// Pre-packed panels read from memory on each use (`PackedWeights.streamed`).
+    let streamed: Bool
 
     init(base: UnsafeMutablePointer<Float>, panelStride: Int, kOffset: Int, panelIndex: UnsafePointer<Int32>?,
-         firstColumn: Int, nr: Int, columnLimit: Int, prePacked: Bool = false) {
+         firstColumn: Int, nr: Int, columnLimit: Int, prePacked: Bool = false, streamed: Bool = false) {
         self.base = UnsafePointer(base); self.panelStride = panelStride; self.kOffset = kOffset
         self.panelIndex = panelIndex; self.firstColumn = firstColumn; self.nr = nr; self.columnLimit = columnLimit
-        self.prePacked = prePacked
+        self.prePacked = prePacked; self.streamed = streamed
     }
 
     @inline(__always) func panel(_ jp: Int) -> (UnsafePointer<Float>, Int) {
@@ -691,6 +699,16 @@ public final class PackedWeights: @unchecked Sendable {
     public let nr: Int
     public var panelCount: Int { (n + nr - 1) / nr }
     let storage: AlignedBuffer
+    /// Whether these weights come from memory rather than cache on each use, so the GEMM prefetches them a panel
+    /// ahead from inside the micro-kernel (see `GemmEngine.macroKernel`). `packWeights` sets it for a matrix larger
+    /// than this core's share of L3; `MoEEngine.pack` for experts that together are.
+    @exclusivity(unchecked) public var streamed = false
+
+    /// Whether `bytes` of weights read in turn overflow this core's share of L3 (false where the size is unknown).
+    public static func streams(bytes: Int) -> Bool { CacheSizes.current.l3PerCore.map { bytes > $0 } ?? false }
+
+    /// Bytes of the packed panels (zero-padded to whole panels).
+    public var bytes: Int { panelCount * nr * k * 4 }
 
     init(n: Int, k: Int, nr: Int) {
         self.n = n; self.k = k; self.nr = nr

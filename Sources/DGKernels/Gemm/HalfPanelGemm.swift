@@ -21,7 +21,7 @@ extension GemmEngine {
         let panel = UnsafePointer(packed.storage.pointer) + (lo / nr) * k * nr + lo % nr
         rowStrips(m: m, a: a, k: k, firstUnit: lo, width: width, tileWidth: half, c: c, epilogue: epilogue) {
             kc, rows, pc, tile, ldc, beta, bias, relu, count in
-            micro(kc, rows, panel + pc * nr, tile, ldc, beta, bias, relu, count)
+            micro(kc, rows, panel + pc * nr, tile, ldc, beta, bias, relu, count, nil)
         }
         return cost
     }

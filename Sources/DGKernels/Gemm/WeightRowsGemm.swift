@@ -66,7 +66,7 @@ extension GemmEngine {
                                 (rp + i).initialize(to: w + physical * ldw + pc)
                             }
                             let tile = ct + j0 * mPad + p * nr
-                            micro(kc, UnsafePointer(rp), block + p * kc * nr, tile, mPad, pc == 0 ? 0 : 1, nil, false, rows)
+                            micro(kc, UnsafePointer(rp), block + p * kc * nr, tile, mPad, pc == 0 ? 0 : 1, nil, false, rows, nil)
                             if pc + kc == k {
                                 // Last K block: the tile is in L1, transpose it into C with the epilogue.
                                 let i0 = p * nr, cols = min(nr, m - i0)

@@ -25,16 +25,17 @@ public enum KernelSelectionError: Error, CustomStringConvertible, Equatable {
     }
 }
 
-/// C tile = A panel · B panel (+ beta·C, bias, relu), first `rows` rows; see `sgemmMicroKernelAVX512_6x32`.
+/// C tile = A panel · B panel (+ beta·C, bias, relu), first `rows` rows; the last argument, when not nil, is a B panel
+/// to come, whose row k the kernel prefetches at its step k; see `sgemmMicroKernelAVX512_6x32`.
 public typealias MicroKernelFn = @convention(c) (
     Int, UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int, Float,
-    UnsafePointer<Float>?, Bool, Int
+    UnsafePointer<Float>?, Bool, Int, UnsafeRawPointer?
 ) -> Void
 /// The same tile with A read in place through MR row pointers instead of a packed panel;
 /// see `sgemmRowSourceMicroKernelAVX512_6x32`.
 public typealias RowSourceMicroKernelFn = @convention(c) (
     Int, UnsafePointer<UnsafePointer<Float>>, UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int, Float,
-    UnsafePointer<Float>?, Bool, Int
+    UnsafePointer<Float>?, Bool, Int, UnsafeRawPointer?
 ) -> Void
 /// A 6 × (NR + NR/2) tile: a whole packed B panel plus the first half of the panel `panelStride` floats further, A
 /// through row pointers (kc, rows, b, panelStride, c, ldc, beta, bias, relu, rows); see

@@ -144,9 +144,14 @@ public final class MoEEngine: @unchecked Sendable {
         let d = weights.inFeatures, h = weights.hidden, o = weights.outFeatures
         return weights.w1.withUnsafeBufferPointer { w1 in
             weights.w2.withUnsafeBufferPointer { w2 in
-                MoEPackedWeights(
+                let packed = MoEPackedWeights(
                     w1: (0..<weights.experts).map { gemm.packWeights(w1.baseAddress! + $0 * h * d, n: h, k: d, ldw: d) },
                     w2: (0..<weights.experts).map { gemm.packWeights(w2.baseAddress! + $0 * o * h, n: o, k: h, ldw: h) })
+                // A call reads every busy expert in turn: together they overflow the cache even where each fits.
+                if PackedWeights.streams(bytes: (packed.w1 + packed.w2).reduce(0) { $0 + $1.bytes }) {
+                    for p in packed.w1 + packed.w2 { p.streamed = true }
+                }
+                return packed
             }
         }
     }
