@@ -67,11 +67,9 @@ struct MaskStats {
                             previous = v; j &+= 1
                         }
                         if wide > 1 {
-                            // Samples using each wide group: a group counts once, at its first active block.
-                            var last = -1
-                            forEachActiveBlock(row.assumingMemoryBound(to: UInt8.self), blocks: blocks) { j in
-                                let gi = j / wide
-                                if gi != last { wideU[gi] &+= 1; last = gi }
+                            // Samples using each wide group.
+                            forEachActiveGroup(row.assumingMemoryBound(to: UInt8.self), blocks: blocks, blocksPerGroup: wide) {
+                                wideU[$0] &+= 1
                             }
                         }
                         b &+= 1
@@ -144,10 +142,8 @@ struct UnitGroups {
             next.withUnsafeMutableBufferPointer { next in
                 mask.bits.withUnsafeBufferPointer { bits in
                     for b in 0..<mask.batch {
-                        var last = -1
-                        forEachActiveBlock(bits.baseAddress! + b * blocks, blocks: blocks) { j in
-                            let gi = j / blocksPerGroup
-                            if gi != last { rows[next[gi]] = Int32(b); next[gi] &+= 1; last = gi }
+                        forEachActiveGroup(bits.baseAddress! + b * blocks, blocks: blocks, blocksPerGroup: blocksPerGroup) { gi in
+                            rows[next[gi]] = Int32(b); next[gi] &+= 1
                         }
                     }
                 }
@@ -155,6 +151,33 @@ struct UnitGroups {
         }
     }
     var count: Int { lo.count }
+}
+
+/// Calls `body(gi)` once for each group of `blocksPerGroup` adjacent blocks (the last one partial) that holds an active
+/// block of one sample's mask row, in order. It skips to the next group after each hit and divides only then: a
+/// division per active block cost 15 % of a per-sample G = 1 layer at r = 0.5 (32-block groups, 256 of 512 active).
+@inline(__always)
+func forEachActiveGroup(_ row: UnsafePointer<UInt8>, blocks: Int, blocksPerGroup: Int, _ body: (Int) -> Void) {
+    if blocksPerGroup == 1 { forEachActiveBlock(row, blocks: blocks, body); return }
+    let raw = UnsafeRawPointer(row)
+    // Groups of NR / G blocks are a power of two for power-of-two G: a shift, not a division.
+    let shift = blocksPerGroup.nonzeroBitCount == 1 ? blocksPerGroup.trailingZeroBitCount : -1
+    var q = 0
+    while q < blocks {
+        var hit = -1
+        while q &+ 8 <= blocks {
+            let word = raw.loadUnaligned(fromByteOffset: q, as: UInt64.self)
+            if word != 0 { hit = q &+ word.trailingZeroBitCount >> 3; break }
+            q &+= 8
+        }
+        if hit < 0 {
+            while q < blocks { if row[q] != 0 { hit = q; break }; q &+= 1 }
+            if hit < 0 { return }
+        }
+        let gi = shift >= 0 ? hit >> shift : hit / blocksPerGroup
+        body(gi)
+        q = (gi &+ 1) &* blocksPerGroup
+    }
 }
 
 /// Calls `body(j)` for each active block of one sample's mask row (bytes 0/1), in order; eight blocks are tested at a
