@@ -432,7 +432,8 @@ public final class GemmEngine: @unchecked Sendable {
             var burstNext = panels.streamed ? nil : next, burstLeft = 0, burstPerStrip = 0
             if burstNext != nil {
                 burstLeft = kc * nr * 4 / 64
-                burstPerStrip = min((burstLeft + (mc + mr - 1) / mr - 1) / ((mc + mr - 1) / mr), Self.prefetchLinesPerStrip)
+                let strips = (mc + mr - 1) / mr
+                burstPerStrip = min((burstLeft + strips - 1) / strips, Self.prefetchLinesPerStrip)
             }
             var ir = 0
             while ir < mc {
