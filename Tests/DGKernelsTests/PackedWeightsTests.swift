@@ -19,16 +19,21 @@ final class PackedWeightsTests: XCTestCase {
                     let x = (0..<(m * k)).map { _ in rng.nextFloat() - 0.5 }
                     let w = (0..<(n * k)).map { _ in rng.nextFloat() - 0.5 }
                     let packed = w.withUnsafeBufferPointer { engine.packWeights($0.baseAddress!, n: n, k: k, ldw: k) }
-                    func run(streamed: Bool) -> [Float] {
+                    // `then`: the next weights' first panel is prefetched during the last (itself, here).
+                    func run(streamed: Bool, then: Bool = false) -> [Float] {
                         packed.streamed = streamed
                         var c = [Float](repeating: .nan, count: m * n)
                         x.withUnsafeBufferPointer { xp in c.withUnsafeMutableBufferPointer { cp in
-                            engine.gemm(m: m, a: .rowMajor(xp.baseAddress!, ld: k), packed: packed,
-                                        c: OutputOperand(base: cp.baseAddress!, rowStride: n), epilogue: Epilogue(relu: true))
+                            engine.gemm(m: m, a: .rowMajor(xp.baseAddress!, ld: k), packed: packed, panelRange: 0..<packed.panelCount,
+                                        c: OutputOperand(base: cp.baseAddress!, rowStride: n), epilogue: Epilogue(relu: true),
+                                        then: then ? packed : nil)
                         } }
                         return c
                     }
-                    XCTAssertEqual(run(streamed: true), run(streamed: false), "\(ks.name) threads \(threads) m \(m) n \(n) k \(k)")
+                    let tag = "\(ks.name) threads \(threads) m \(m) n \(n) k \(k)"
+                    let plain = run(streamed: false)
+                    XCTAssertEqual(run(streamed: true), plain, tag)
+                    XCTAssertEqual(run(streamed: true, then: true), plain, tag + " then")
                 }
             }
         }

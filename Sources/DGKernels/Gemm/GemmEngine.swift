@@ -428,7 +428,7 @@ public final class GemmEngine: @unchecked Sendable {
             // most `prefetchLinesPerStrip` lines of the next panel before each strip (8 experts × (64 tokens, 784 →
             // 512 → 784): 615 µs per expert without, 445 hot, 480 with; bursts of 100+ stalled a few-row strip).
             let next: UnsafeRawPointer? = panels.prePacked && jp + 1 < panelRange.upperBound
-                ? UnsafeRawPointer(panels.panel(jp + 1).0) : nil
+                ? UnsafeRawPointer(panels.panel(jp + 1).0) : panels.following
             var burstNext = panels.streamed ? nil : next, burstLeft = 0, burstPerStrip = 0
             if burstNext != nil {
                 burstLeft = kc * nr * 4 / 64
@@ -569,15 +569,19 @@ public final class GemmEngine: @unchecked Sendable {
     /// The same on a contiguous run of panels (`panelRange`, physical panel ids): a unit-major group of whole
     /// panels, or a MoE work item's share of an expert's panels, without building an id list.
     @discardableResult
+    /// `then`: the weights the caller multiplies next; when both are streamed, a one-worker call prefetches their
+    /// first panel during its last (a MoE call walks 16 expert matrices, whose first panels otherwise arrived at the
+    /// demand rate).
     public func gemm(m: Int, a: MatrixOperand, packed: PackedWeights, panelRange: Range<Int>,
-                     c: OutputOperand, epilogue: Epilogue = .none) -> KernelCost {
+                     c: OutputOperand, epilogue: Epilogue = .none, then next: PackedWeights? = nil) -> KernelCost {
         precondition(panelRange.lowerBound >= 0 && panelRange.upperBound <= packed.panelCount, "panel range out of bounds")
-        return prePackedGemm(m: m, a: a, packed: packed, list: nil, range: panelRange, c: c, epilogue: epilogue)
+        return prePackedGemm(m: m, a: a, packed: packed, list: nil, range: panelRange, c: c, epilogue: epilogue, then: next)
     }
 
     /// Both entry points: the selected panels are `list` (physical ids) when given, else the run `range`.
     private func prePackedGemm(m: Int, a: MatrixOperand, packed: PackedWeights, list panels: UnsafeBufferPointer<Int32>?,
-                               range: Range<Int>, c: OutputOperand, epilogue: Epilogue) -> KernelCost {
+                               range: Range<Int>, c: OutputOperand, epilogue: Epilogue,
+                               then next: PackedWeights? = nil) -> KernelCost {
         precondition(packed.nr == kernels.nr, "weights were packed for another kernel set")
         let k = packed.k, nr = kernels.nr, mr = kernels.mr
         let selected = panels?.count ?? range.count
@@ -597,6 +601,7 @@ public final class GemmEngine: @unchecked Sendable {
         workers = min(workers, splitN ? selected : mTiles)
         let panelIndex = panels?.baseAddress
         let aInPlace = readsAInPlace(panels: selected, a: a)
+        let following = packed.streamed && workers <= 1 ? next.flatMap { $0.streamed ? UnsafeRawPointer($0.storage.pointer) : nil } : nil
         let body: (Range<Int>, Range<Int>, Int) -> Void = { rows, panelRange, slot in
             // A few rows (≤ 4 strips: a MoE expert's tokens, a small batch) run each panel's whole K at once while it
             // fits the L2 budget: K blocks then reuse a B block only a few times, and split each pre-packed panel into
@@ -610,11 +615,13 @@ public final class GemmEngine: @unchecked Sendable {
                 let blockEpilogue = Epilogue(beta: pc == 0 ? epilogue.beta : 1,
                                              bias: pc + kc == k ? epilogue.bias : nil, biasIndex: epilogue.biasIndex,
                                              relu: pc + kc == k && epilogue.relu)
-                let source = PanelSource(base: packed.storage.pointer + first * k * nr, panelStride: k * nr, kOffset: pc * nr,
-                                         panelIndex: panelIndex, firstColumn: first * nr, nr: nr, columnLimit: packed.n,
-                                         prePacked: true, streamed: packed.streamed)
                 for ic in stride(from: rows.lowerBound, to: rows.upperBound, by: bp.mc) {
                     let mc = min(bp.mc, rows.upperBound - ic)
+                    // The next weights' first panel is fetched during the last macro-kernel call only.
+                    let source = PanelSource(base: packed.storage.pointer + first * k * nr, panelStride: k * nr, kOffset: pc * nr,
+                                             panelIndex: panelIndex, firstColumn: first * nr, nr: nr, columnLimit: packed.n,
+                                             prePacked: true, streamed: packed.streamed,
+                                             following: pc + kc == k && ic + mc == rows.upperBound ? following : nil)
                     if aInPlace {
                         self.macroKernel(mc: mc, kc: kc, ic: ic, panels: source, panelRange: panelRange, aPacked: aPacked,
                                          aInPlace: (a, pc), c: c, epilogue: blockEpilogue, slot: slot)
@@ -678,12 +685,15 @@ struct PanelSource {
     let prePacked: Bool
     /// Pre-packed panels read from memory on each use (`PackedWeights.streamed`).
     let streamed: Bool
+    /// Streamed weights that come after the last panel (their first panel is prefetched during it), if any.
+    let following: UnsafeRawPointer?
 
     init(base: UnsafeMutablePointer<Float>, panelStride: Int, kOffset: Int, panelIndex: UnsafePointer<Int32>?,
-         firstColumn: Int, nr: Int, columnLimit: Int, prePacked: Bool = false, streamed: Bool = false) {
+         firstColumn: Int, nr: Int, columnLimit: Int, prePacked: Bool = false, streamed: Bool = false,
+         following: UnsafeRawPointer? = nil) {
         self.base = UnsafePointer(base); self.panelStride = panelStride; self.kOffset = kOffset
         self.panelIndex = panelIndex; self.firstColumn = firstColumn; self.nr = nr; self.columnLimit = columnLimit
-        self.prePacked = prePacked; self.streamed = streamed
+        self.prePacked = prePacked; self.streamed = streamed; self.following = following
     }
 
     @inline(__always) func panel(_ jp: Int) -> (UnsafePointer<Float>, Int) {

@@ -246,7 +246,8 @@ public final class MoEEngine: @unchecked Sendable {
         flatMembers.withUnsafeBufferPointer { rows in
             // Expert `ex`'s rows × panels `panels` of layer 1 (x·W1ᵀ, ReLU) or layer 2 (h·W2ᵀ) on `engine`.
             let load = load  // immutable copies for the workers' closures (no shared boxes)
-            let runPiece: (_ layer: Int, _ ex: Int, _ panels: Range<Int>, GemmEngine) -> Void = { layer, ex, panels, engine in
+            // `then`: the packed weights the same engine multiplies next (streamed ones are prefetched a panel ahead).
+            let runPiece: (_ layer: Int, _ ex: Int, _ panels: Range<Int>, GemmEngine, _ then: PackedWeights?) -> Void = { layer, ex, panels, engine, then in
                 let n = load[ex], r0 = rowOffset[ex]
                 let (kIn, nOut) = layer == 1 ? (d, hDim) : (hDim, o)
                 let a = layer == 1 ? MatrixOperand(base: x, rowStride: d, colStride: 1, rowIndex: rows.baseAddress! + r0)
@@ -257,7 +258,7 @@ public final class MoEEngine: @unchecked Sendable {
                     // C's columns are the weights' units: a panel subset writes its own columns of the full-width rows.
                     engine.gemm(m: n, a: a, packed: layer == 1 ? p.w1[ex] : p.w2[ex],
                                 panelRange: panels, c: OutputOperand(base: out, rowStride: nOut),
-                                epilogue: Epilogue(bias: bias, relu: layer == 1))
+                                epilogue: Epilogue(bias: bias, relu: layer == 1), then: then)
                 } else {
                     let c0 = panels.lowerBound * nr, c1 = min(nOut, panels.upperBound * nr)
                     let w = layer == 1 ? w1.baseAddress! + ex * hDim * d : w2.baseAddress! + ex * o * hDim
@@ -266,19 +267,24 @@ public final class MoEEngine: @unchecked Sendable {
                 }
             }
             let panels1 = (hDim + nr - 1) / nr, panels2 = (o + nr - 1) / nr
-            let runExpert: (Int, GemmEngine) -> Void = { ex, engine in
-                runPiece(1, ex, 0..<panels1, engine); runPiece(2, ex, 0..<panels2, engine)
+            // Whole expert `ex` on `engine`, which runs expert `following` next (if any).
+            let runExpert: (Int, GemmEngine, Int?) -> Void = { ex, engine, following in
+                runPiece(1, ex, 0..<panels1, engine, packed?.w2[ex])
+                runPiece(2, ex, 0..<panels2, engine, following.flatMap { packed?.w1[$0] })
+            }
+            let runInOrder: ([Int], GemmEngine) -> Void = { experts, engine in
+                for (i, ex) in experts.enumerated() { runExpert(ex, engine, i + 1 < experts.count ? experts[i + 1] : nil) }
             }
             let busy = (0..<e).filter { load[$0] > 0 }
             let expertWorkers = gemm.workers(forMACs: kept * weights.expertMACsPerToken)
             if expertWorkers <= 1 {
                 schedule = .serial
-                for ex in busy { runExpert(ex, gemm) }
+                runInOrder(busy, gemm)
             } else if busy.count == 1 || (busy.count < expertWorkers && fewExpertsSchedule == .inTurn) {
                 schedule = .inTurn
                 // One busy expert (or `.inTurn` asked for): its GEMMs split on their own (the GEMM's rectangles; on
                 // 2 threads the single-expert cells ran 0–10 % faster that way than cut into the items below).
-                for ex in busy { runExpert(ex, gemm) }
+                runInOrder(busy, gemm)
             } else if busy.count >= expertWorkers {
                 schedule = .perWorker
                 // A busy expert per worker at least: whole experts (both layers on one core, one region), assigned
@@ -290,7 +296,7 @@ public final class MoEEngine: @unchecked Sendable {
                     let s = binLoad.indices.min { binLoad[$0] < binLoad[$1] }!
                     bins[s].append(ex); binLoad[s] += load[ex]
                 }
-                gemm.executor.run(tasks: expertWorkers) { s in for ex in bins[s] { runExpert(ex, self.slotEngines[s]) } }
+                gemm.executor.run(tasks: expertWorkers) { s in runInOrder(bins[s], self.slotEngines[s]) }
             } else {
                 // 2 ≤ busy experts < workers (8 experts on 16 cores): a layer of every expert in one work-stealing region,
                 // cut into items of equal work (`items`), each on its worker's serial engine.
@@ -301,7 +307,7 @@ public final class MoEEngine: @unchecked Sendable {
                     let engines = slotEngines
                     plan.segments.withUnsafeBufferPointer { segments in plan.starts.withUnsafeBufferPointer { starts in
                         gemm.executor.parallelForStealing(starts.count - 1) { i, slot in
-                            for s in starts[i]..<starts[i + 1] { runPiece(layer, segments[s].expert, segments[s].panels, engines[slot]) }
+                            for s in starts[i]..<starts[i + 1] { runPiece(layer, segments[s].expert, segments[s].panels, engines[slot], nil) }
                         }
                     }}
                 }
