@@ -35,49 +35,49 @@ struct MaskStats {
         mask.bits.withUnsafeBufferPointer { bits in
             let raw = UnsafeRawPointer(bits.baseAddress!)
             counts.withUnsafeMutableBytes { cb in
-              wideCounts.withUnsafeMutableBufferPointer { wideU in
-                let acc = cb.baseAddress!
-                let whole = blocks & ~15
-                var b = 0
-                while b < batch {
-                    let end = min(batch, b + 255)
-                    while b < end {
-                        let row = raw + b &* blocks
-                        var j = 0
-                        while j < whole {
-                            let v = row.loadUnaligned(fromByteOffset: j, as: B16.self)
-                            acc.storeBytes(of: acc.loadUnaligned(fromByteOffset: j, as: B16.self) &+ v, toByteOffset: j, as: B16.self)
-                            j &+= 16
-                        }
-                        while j < blocks { acc.storeBytes(of: acc.load(fromByteOffset: j, as: UInt8.self) &+ row.load(fromByteOffset: j, as: UInt8.self), toByteOffset: j, as: UInt8.self); j &+= 1 }
-                        // Run starts: an active block whose left neighbour is inactive, eight blocks a word (bytes
-                        // are 0/1, so `word & ~(word shifted by one block)` keeps one bit per start).
-                        var carry: UInt64 = 0
-                        j = 0
-                        while j &+ 8 <= blocks {
-                            let word = row.loadUnaligned(fromByteOffset: j, as: UInt64.self)
-                            runs &+= (word & ~((word << 8) | carry)).nonzeroBitCount
-                            carry = word >> 56
-                            j &+= 8
-                        }
-                        var previous = UInt8(truncatingIfNeeded: carry)
-                        while j < blocks {
-                            let v = row.load(fromByteOffset: j, as: UInt8.self)
-                            runs &+= Int(v & ~previous & 1)
-                            previous = v; j &+= 1
-                        }
-                        if wide > 1 {
-                            // Samples using each wide group.
-                            forEachActiveGroup(row.assumingMemoryBound(to: UInt8.self), blocks: blocks, blocksPerGroup: wide) {
-                                wideU[$0] &+= 1
+                wideCounts.withUnsafeMutableBufferPointer { wideU in
+                    let acc = cb.baseAddress!
+                    let whole = blocks & ~15
+                    var b = 0
+                    while b < batch {
+                        let end = min(batch, b + 255)
+                        while b < end {
+                            let row = raw + b &* blocks
+                            var j = 0
+                            while j < whole {
+                                let v = row.loadUnaligned(fromByteOffset: j, as: B16.self)
+                                acc.storeBytes(of: acc.loadUnaligned(fromByteOffset: j, as: B16.self) &+ v, toByteOffset: j, as: B16.self)
+                                j &+= 16
                             }
+                            while j < blocks { acc.storeBytes(of: acc.load(fromByteOffset: j, as: UInt8.self) &+ row.load(fromByteOffset: j, as: UInt8.self), toByteOffset: j, as: UInt8.self); j &+= 1 }
+                            // Run starts: an active block whose left neighbour is inactive, eight blocks a word (bytes
+                            // are 0/1, so `word & ~(word shifted by one block)` keeps one bit per start).
+                            var carry: UInt64 = 0
+                            j = 0
+                            while j &+ 8 <= blocks {
+                                let word = row.loadUnaligned(fromByteOffset: j, as: UInt64.self)
+                                runs &+= (word & ~((word << 8) | carry)).nonzeroBitCount
+                                carry = word >> 56
+                                j &+= 8
+                            }
+                            var previous = UInt8(truncatingIfNeeded: carry)
+                            while j < blocks {
+                                let v = row.load(fromByteOffset: j, as: UInt8.self)
+                                runs &+= Int(v & ~previous & 1)
+                                previous = v; j &+= 1
+                            }
+                            if wide > 1 {
+                                // Samples using each wide group.
+                                forEachActiveGroup(row.assumingMemoryBound(to: UInt8.self), blocks: blocks, blocksPerGroup: wide) {
+                                    wideU[$0] &+= 1
+                                }
+                            }
+                            b &+= 1
                         }
-                        b &+= 1
+                        for j in 0..<blocks { users[j] &+= Int(acc.load(fromByteOffset: j, as: UInt8.self)) }
+                        acc.initializeMemory(as: UInt8.self, repeating: 0, count: blocks)
                     }
-                    for j in 0..<blocks { users[j] &+= Int(acc.load(fromByteOffset: j, as: UInt8.self)) }
-                    acc.initializeMemory(as: UInt8.self, repeating: 0, count: blocks)
                 }
-              }
             }
         }
         blockUsers = users
