@@ -16,12 +16,17 @@ public final class AlignedBuffer: @unchecked Sendable {
     /// Ensures room for `count` floats; contents are not preserved when it grows.
     @inline(__always)
     public func reserve(_ count: Int) -> UnsafeMutablePointer<Float> {
-        if count > capacity {
-            pointer.deallocate()
-            capacity = max(count, capacity * 2)
-            pointer = AlignedBuffer.allocate(capacity)
-        }
+        if count > capacity { Self.grow(&pointer, &capacity, to: count) }
         return pointer
+    }
+
+    /// The growth rule both scratch kinds share: a fresh buffer of max(n, 2 × capacity) floats (contents not kept).
+    /// Out of line: `reserve` is inlined into hot loops and rarely grows.
+    @inline(never)
+    static func grow(_ pointer: inout UnsafeMutablePointer<Float>, _ capacity: inout Int, to n: Int) {
+        pointer.deallocate()
+        capacity = max(n, capacity * 2)
+        pointer = allocate(capacity)
     }
 
     static func allocate(_ n: Int) -> UnsafeMutablePointer<Float> {
@@ -58,14 +63,7 @@ public final class SlotBuffers: @unchecked Sendable {
     @inline(__always)
     public func reserve(_ slot: Int, _ n: Int) -> UnsafeMutablePointer<Float> {
         assert(slot >= 0 && slot < count, "slot out of range")
-        if n > capacities[slot] { grow(slot, n) }
+        if n > capacities[slot] { AlignedBuffer.grow(&pointers[slot], &capacities[slot], to: n) }
         return pointers[slot]
-    }
-
-    @inline(never)
-    private func grow(_ slot: Int, _ n: Int) {
-        pointers[slot].deallocate()
-        capacities[slot] = max(n, capacities[slot] * 2)
-        pointers[slot] = AlignedBuffer.allocate(capacities[slot])
     }
 }
