@@ -419,7 +419,7 @@ public final class GemmEngine: @unchecked Sendable {
             // (With A in place, taking each MR-row slice across all panels before moving on measured 5 % slower:
             // the B panels then come from L2.)
             // Pre-packed weights may not be in cache (freshly packed panels are in L2 already: 1–2 % slower with a
-            // prefetch). Streamed ones (`PackedWeights.streamed`: larger than this core's share of L3, or MoE experts
+            // prefetch). Streamed ones (`PackedWeights.streamed`: more than half the last-level cache, or MoE experts
             // that together are) have the first strip's kernel prefetch the next panel's block, one B row per step,
             // so it streams in while this panel computes: 8-token experts (784 → 512 → 784, 25.7 MB per call)
             // otherwise computed and streamed in turn — 0.85 ms against 0.53 ms with the weights hot and 0.37 ms to
@@ -711,12 +711,15 @@ public final class PackedWeights: @unchecked Sendable {
     public var panelCount: Int { (n + nr - 1) / nr }
     let storage: AlignedBuffer
     /// Whether these weights come from memory rather than cache on each use, so the GEMM prefetches them a panel
-    /// ahead from inside the micro-kernel (see `GemmEngine.macroKernel`). `packWeights` sets it for a matrix larger
-    /// than this core's share of L3; `MoEEngine.pack` for experts that together are.
+    /// ahead from inside the micro-kernel (see `GemmEngine.macroKernel`). `packWeights` sets it for a matrix that
+    /// `streams`; `MoEEngine.pack` for experts that together do.
     @exclusivity(unchecked) public var streamed = false
 
-    /// Whether `bytes` of weights read in turn overflow this core's share of L3 (false where the size is unknown).
-    public static func streams(bytes: Int) -> Bool { CacheSizes.current.l3PerCore.map { bytes > $0 } ?? false }
+    /// Whether `bytes` of weights read call after call stream from memory: more than half the last-level cache, which
+    /// also holds activations, other layers and (on a shared VM) other tenants — here 25.7 MB of experts streamed from
+    /// a 32 MB L3 and 6.4 MB stayed in it. False where the size is unknown.
+    public static func streams(bytes: Int) -> Bool { lastLevelCacheBytes.map { bytes > $0 / 2 } ?? false }
+    private static let lastLevelCacheBytes = Topology.current.cacheLevels.filter { $0.level >= 2 }.max { $0.level < $1.level }?.bytes
 
     /// Bytes of the packed panels (zero-padded to whole panels).
     public var bytes: Int { panelCount * nr * k * 4 }
