@@ -12,6 +12,10 @@ public struct CacheSizes: Sendable, Equatable, Codable {
     /// This machine's caches, from `Topology.current` (hwloc).
     public static let current = CacheSizes(topology: Topology.current)
 
+    /// One whole instance of this machine's last cache level (L3, or L2 where there is none), shared by its cores;
+    /// nil when unknown. Not a stored field: results files record `CacheSizes` as it is.
+    public static let lastLevelBytes = Topology.current.cacheLevels.filter { $0.level >= 2 }.max { $0.level < $1.level }?.bytes
+
     /// The first instance of each level (dgperf assumes one kind of core; hybrid parts report the first).
     public init(topology: Topology) {
         let levels = topology.cacheLevels

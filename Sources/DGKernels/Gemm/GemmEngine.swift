@@ -718,8 +718,7 @@ public final class PackedWeights: @unchecked Sendable {
     /// Whether `bytes` of weights read call after call stream from memory: more than half the last-level cache, which
     /// also holds activations, other layers and (on a shared VM) other tenants — here 25.7 MB of experts streamed from
     /// a 32 MB L3 and 6.4 MB stayed in it. False where the size is unknown.
-    public static func streams(bytes: Int) -> Bool { lastLevelCacheBytes.map { bytes > $0 / 2 } ?? false }
-    private static let lastLevelCacheBytes = Topology.current.cacheLevels.filter { $0.level >= 2 }.max { $0.level < $1.level }?.bytes
+    public static func streams(bytes: Int) -> Bool { CacheSizes.lastLevelBytes.map { bytes > $0 / 2 } ?? false }
 
     /// Bytes of the packed panels (zero-padded to whole panels).
     public var bytes: Int { panelCount * nr * k * 4 }

@@ -148,9 +148,8 @@ public final class MoEEngine: @unchecked Sendable {
                     w1: (0..<weights.experts).map { gemm.packWeights(w1.baseAddress! + $0 * h * d, n: h, k: d, ldw: d) },
                     w2: (0..<weights.experts).map { gemm.packWeights(w2.baseAddress! + $0 * o * h, n: o, k: h, ldw: h) })
                 // A call reads every busy expert in turn: together they overflow the cache even where each fits.
-                if PackedWeights.streams(bytes: (packed.w1 + packed.w2).reduce(0) { $0 + $1.bytes }) {
-                    for p in packed.w1 + packed.w2 { p.streamed = true }
-                }
+                let all = packed.w1 + packed.w2
+                if PackedWeights.streams(bytes: all.reduce(0) { $0 + $1.bytes }) { for p in all { p.streamed = true } }
                 return packed
             }
         }
