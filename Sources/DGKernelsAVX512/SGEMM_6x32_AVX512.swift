@@ -259,3 +259,13 @@ public func sgemvIndexedMultiAVX512(
 ) {
     sgemvIndexedMultiBody(SIMD16<Float>.self, n, k, w, ldw, rows, m, x, ldx, y, ldy, scatter, bias, relu, wide: true)
 }
+
+/// Unit-major dot products (per-sample masks, narrow gates: rows × their users); see `sgemvRowSamplesBody`.
+@inline(never)
+public func sgemvRowSamplesAVX512(
+    _ rows: Int, _ n: Int, _ k: Int, _ w: UnsafePointer<Float>, _ ldw: Int, _ samples: UnsafePointer<Int32>,
+    _ x: UnsafePointer<Float>, _ ldx: Int, _ y: UnsafeMutablePointer<Float>, _ ldy: Int,
+    _ bias: UnsafePointer<Float>?, _ relu: Bool
+) {
+    sgemvRowSamplesBody(SIMD16<Float>.self, rows, n, k, w, ldw, samples, x, ldx, y, ldy, bias, relu)
+}

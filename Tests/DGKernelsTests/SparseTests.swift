@@ -194,9 +194,15 @@ final class SparseTests: XCTestCase {
             XCTAssertEqual(mask.activePairs(batch: batch, units: h), pairs, tag)
             let (ref2P, scale2P) = layer2Reference(hMaskedP, batch: batch, h: h, v: v, bias: bias2, c: c)
             let nr = engine.gemm.kernels.nr
-            for strategy in PerSampleStrategy.allCases { for pk in [nil, packed] {
-                let tag = tag + (pk == nil ? "" : " packed")
+            // Unit-major runs once per kernel (grouped GEMMs, dot products per unit), the others with the model's pick.
+            let runs: [(PerSampleStrategy, UnitMajorKernelChoice)] = PerSampleStrategy.allCases.flatMap {
+                $0 == .unitMajor ? [($0, .gemm), ($0, .dots)] : [($0, .auto)]
+            }
+            for (strategy, kernel) in runs { for pk in [nil, packed] {
+                let tag = tag + (pk == nil ? "" : " packed") + (strategy == .unitMajor ? " \(kernel)" : "")
                 var o = [Float](repeating: .nan, count: batch * h)
+                engine.unitMajorKernel = kernel
+                defer { engine.unitMajorKernel = .auto }
                 let r = try engine.gatedLinear(input: x, batch: batch, inFeatures: d, weights: w, bias: bias, units: h,
                                                mask: mask, strategy: strategy, packed: pk, output: &o)
                 if let m = firstMismatch(o, refP, scaleP) { XCTFail("per-sample L1 \(strategy) → \(r.strategy) \(tag): \(m)"); return }
@@ -210,6 +216,9 @@ final class SparseTests: XCTestCase {
                     let wide = groupedPairs(bits, batch: batch, blocks: blocks, g: g, h: h, blocksPerGroup: max(1, nr / g))
                     XCTAssertTrue([exact * d, wide * d].contains(r.cost.total.macs), "\(tag): unit-major MACs \(r.cost.total.macs)")
                     if r.cost.total.macs != exact * d { sawGroupedUnitMajor = true }
+                case .unitMajorDots:
+                    XCTAssertTrue(strategy == .auto || kernel == .dots, "\(tag): dots ran for \(strategy) \(kernel)")
+                    XCTAssertEqual(r.cost.wasted.macs, 0, tag)
                 case .sharedRuns, .sharedPanels, .sharedGather, .dense:
                     // One sample's mask is a shared mask: `.auto` takes the shared paths at batch 1.
                     XCTAssertTrue(strategy == .auto && batch == 1, "\(tag): \(strategy) ran the shared path \(r.strategy)")
@@ -217,8 +226,12 @@ final class SparseTests: XCTestCase {
                     sawBatchOneShared = true
                 default: XCTFail("unexpected strategy \(r.strategy)")
                 }
-                if strategy != .auto { XCTAssertEqual(r.strategy.rawValue, strategy.rawValue, tag) }
-                checked["per-sample-L1-\(strategy)\(pk == nil ? "" : "-packed")", default: 0] += 1
+                if strategy != .auto {
+                    let expected = strategy == .unitMajor && kernel == .dots ? SparseStrategy.unitMajorDots.rawValue : strategy.rawValue
+                    XCTAssertEqual(r.strategy.rawValue, expected, tag)
+                }
+                let kernelTag = strategy == .unitMajor ? "-\(kernel)" : ""
+                checked["per-sample-L1-\(strategy)\(kernelTag)\(pk == nil ? "" : "-packed")", default: 0] += 1
                 guard pk == nil else { continue }
 
                 var yP = [Float](repeating: .nan, count: batch * c)
@@ -227,7 +240,7 @@ final class SparseTests: XCTestCase {
                 if let m = firstMismatch(yP, ref2P, scale2P) { XCTFail("per-sample L2 \(strategy) → \(q.strategy) \(tag): \(m)"); return }
                 XCTAssertEqual(q.cost.useful.macs, pairs * c, tag)
                 XCTAssertEqual(q.cost.total.macs, q.strategy == .denseThenMask ? batch * h * c : pairs * c, tag)
-                checked["per-sample-L2-\(strategy)", default: 0] += 1
+                checked["per-sample-L2-\(strategy)\(kernelTag)", default: 0] += 1
             } }
 
             // --- All-on mask: the plain dense path ---
@@ -245,6 +258,41 @@ final class SparseTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(checked["shared-panels"] ?? 0, 50, "the pre-packed panel path was rarely exercised")
         XCTAssertTrue(sawGroupedUnitMajor, "the grouped unit-major path was never exercised")
         XCTAssertTrue(sawBatchOneShared, "a batch-1 per-sample mask never took the shared path")
+    }
+
+    /// The unit-major dot kernel against float64 dot products: every ISA, rows 1…5 sharing a sample list, 1…11 samples
+    /// (tiles of four, remainders 1–3, repeats allowed), depths 1…300 (scalar tail only, one vector, the paired and
+    /// quad loops, primes), bias and ReLU on and off; entries of y it must not write stay NaN.
+    func testRowSamplesKernelAgainstFloat64() throws {
+        var rng = SplitMix64(seed: 77)
+        for ks in KernelSet.available() {
+            for trial in 0..<300 {
+                let rows = 1 + Int(rng.next() % 5), n = 1 + Int(rng.next() % 11)
+                let k = [1, 7, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 131, 257, 300][trial % 16]
+                let batch = 1 + Int(rng.next() % 24), ldw = k + Int(rng.next() % 3), ldy = rows + Int(rng.next() % 4)
+                let x = randomArray(batch * k, &rng), w = randomArray(rows * ldw, &rng), bias = randomArray(rows, &rng)
+                let samples = (0..<n).map { _ in Int32(rng.next() % UInt64(batch)) }
+                let useBias = trial % 3 != 0, relu = trial % 2 == 0
+                var y = [Float](repeating: .nan, count: batch * ldy)
+                x.withUnsafeBufferPointer { xp in w.withUnsafeBufferPointer { wp in samples.withUnsafeBufferPointer { sp in
+                    bias.withUnsafeBufferPointer { bp in y.withUnsafeMutableBufferPointer { yp in
+                        ks.rowSamplesGemv(rows, n, k, wp.baseAddress!, ldw, sp.baseAddress!, xp.baseAddress!, k, yp.baseAddress!, ldy,
+                                          useBias ? bp.baseAddress! : nil, relu)
+                    } }
+                } } }
+                var written = Set<Int>()
+                for i in 0..<n { for r in 0..<rows {
+                    let b = Int(samples[i])
+                    var dot = useBias ? Double(bias[r]) : 0, scale = useBias ? abs(Double(bias[r])) : 0
+                    for j in 0..<k { dot += Double(w[r * ldw + j]) * Double(x[b * k + j]); scale += abs(Double(w[r * ldw + j]) * Double(x[b * k + j])) }
+                    if relu { dot = max(0, dot) }
+                    let got = Double(y[b * ldy + r])
+                    XCTAssertLessThanOrEqual(abs(got - dot), 1e-5 * (scale + 1), "\(ks.name) trial \(trial) rows \(rows) n \(n) k \(k) sample \(i) row \(r)")
+                    written.insert(b * ldy + r)
+                } }
+                for i in 0..<y.count where !written.contains(i) { XCTAssertTrue(y[i].isNaN, "\(ks.name) trial \(trial): wrote y[\(i)]") }
+            }
+        }
     }
 
     /// The packed gather's split of n active units: whole panels, a narrow tail (AVX-512 only: a half panel, or a panel

@@ -60,6 +60,12 @@ public typealias IndexedGemvMultiFn = @convention(c) (
     Int, Int, UnsafePointer<Float>, Int, UnsafePointer<Int32>, Int, UnsafePointer<Float>, Int, UnsafeMutablePointer<Float>,
     Int, Bool, UnsafePointer<Float>?, Bool
 ) -> Void
+/// Weight rows dotted with the samples that use them (rows, n, k, W, ldw, samples, x, ldx, y, ldy, bias, relu),
+/// y[samples[i]·ldy + r] for row r; see `sgemvRowSamplesBody`.
+public typealias RowSamplesGemvFn = @convention(c) (
+    Int, Int, Int, UnsafePointer<Float>, Int, UnsafePointer<Int32>, UnsafePointer<Float>, Int, UnsafeMutablePointer<Float>,
+    Int, UnsafePointer<Float>?, Bool
+) -> Void
 /// One C row against one packed B panel; see `sgemvPanelAVX512_32`.
 public typealias PanelGemvFn = @convention(c) (
     Int, UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>, Float, UnsafePointer<Float>?, Bool
@@ -84,6 +90,7 @@ public struct KernelSet: Sendable {
     public let panelGemv: PanelGemvFn
     public let indexedGemv: IndexedGemvFn
     public let indexedGemvMulti: IndexedGemvMultiFn
+    public let rowSamplesGemv: RowSamplesGemvFn
     public let peakLoop: PeakLoopFn
     /// FLOPs of one `peakLoop` iteration.
     public let peakFlopsPerIteration: Double
@@ -93,7 +100,8 @@ public struct KernelSet: Sendable {
         isa: .avx512, name: "avx512-\(avx512TileRows)x\(avx512TileCols)", mr: avx512TileRows, nr: avx512TileCols,
         gemm: sgemmMicroKernelAVX512_6x32, rowSourceGemm: sgemmRowSourceMicroKernelAVX512_6x32,
         halfPanelGemm: sgemmHalfPanelMicroKernelAVX512_6x16, panelAndHalfGemm: sgemmPanelAndHalfMicroKernelAVX512_6x48,
-        gemv: sgemvRowsAVX512, panelGemv: sgemvPanelAVX512_32, indexedGemv: sgemvIndexedAVX512, indexedGemvMulti: sgemvIndexedMultiAVX512, peakLoop: fmaPeakLoopAVX512,
+        gemv: sgemvRowsAVX512, panelGemv: sgemvPanelAVX512_32, indexedGemv: sgemvIndexedAVX512, indexedGemvMulti: sgemvIndexedMultiAVX512,
+        rowSamplesGemv: sgemvRowSamplesAVX512, peakLoop: fmaPeakLoopAVX512,
         peakFlopsPerIteration: 16 * 16 * 2,
         blocking: BlockingParameters.from(cacheSizes: CacheSizes.current, mr: avx512TileRows, nr: avx512TileCols))
 
@@ -101,7 +109,8 @@ public struct KernelSet: Sendable {
         isa: .avx2, name: "avx2-\(avx2TileRows)x\(avx2TileCols)", mr: avx2TileRows, nr: avx2TileCols,
         gemm: sgemmMicroKernelAVX2_6x16, rowSourceGemm: sgemmRowSourceMicroKernelAVX2_6x16,
         halfPanelGemm: nil, panelAndHalfGemm: nil,
-        gemv: sgemvRowsAVX2, panelGemv: sgemvPanelAVX2_16, indexedGemv: sgemvIndexedAVX2, indexedGemvMulti: sgemvIndexedMultiAVX2, peakLoop: fmaPeakLoopAVX2,
+        gemv: sgemvRowsAVX2, panelGemv: sgemvPanelAVX2_16, indexedGemv: sgemvIndexedAVX2, indexedGemvMulti: sgemvIndexedMultiAVX2,
+        rowSamplesGemv: sgemvRowSamplesAVX2, peakLoop: fmaPeakLoopAVX2,
         peakFlopsPerIteration: 12 * 8 * 2,
         blocking: BlockingParameters.from(cacheSizes: CacheSizes.current, mr: avx2TileRows, nr: avx2TileCols))
 

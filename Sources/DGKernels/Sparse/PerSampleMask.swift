@@ -222,15 +222,20 @@ extension SparseEngine {
         var chosen = strategy
         // Unit-major grouping (exact blocks, or `wide` adjacent blocks per group to fill NR columns): the model picks.
         var blocksPerGroup = 1
+        var dots = false
         if strategy == .auto || strategy == .unitMajor {
             let model = costModel
-            let tExact = predictUnitMajor1(model, stats, wide: false, packedB: exactAligned || halfAligned, d: d,
-                                           panelWidth: halfAligned ? nr / 2 : nr)
-            let tWide = wide > 1 ? predictUnitMajor1(model, stats, wide: true, packedB: wideAligned, d: d) : .infinity
-            blocksPerGroup = tWide < tExact ? wide : 1
+            let kernel = unitMajorKernel
+            let tExact = kernel == .dots ? .infinity : predictUnitMajor1(model, stats, wide: false, packedB: exactAligned || halfAligned,
+                                                                         d: d, panelWidth: halfAligned ? nr / 2 : nr)
+            let tWide = wide > 1 && kernel != .dots ? predictUnitMajor1(model, stats, wide: true, packedB: wideAligned, d: d) : .infinity
+            // Forced to the GEMMs, or a model calibrated before the dot kernel existed: never dots.
+            let tDots = kernel == .gemm ? .infinity : predictUnitDots1(model, stats, d: d)
+            dots = kernel == .dots || tDots < min(tExact, tWide)
+            blocksPerGroup = !dots && tWide < tExact ? wide : 1
             if strategy == .auto {
                 let tDense = predictDense1(model, batch: batch, h: h, d: d, packedB: packed != nil)
-                let tUnit = min(tExact, tWide)
+                let tUnit = min(tExact, tWide, tDots)
                 let tSample = predictSampleMajor1(model, stats, d: d)
                 predicted = PerSamplePredictions(denseThenMask: tDense, unitMajor: tUnit, sampleMajor: tSample)
                 let sparseBest = min(tUnit, tSample)
@@ -251,6 +256,10 @@ extension SparseEngine {
                                      wasted: KernelCost(macs: denseMACs - pairs * d))
             return SparseReport(strategy: .denseThenMask, cost: cost, denseMACs: denseMACs, activePairs: pairs,
                                 predictions: predicted)
+
+        case .unitMajor where dots:
+            return unitDotsLayer1(x: x, batch: batch, d: d, w: w, bias: bias, h: h, mask: mask, stats: stats, relu: relu,
+                                  out: out, useful: useful, predicted: predicted)
 
         case .unitMajor:
             let groups = UnitGroups(mask, blocksPerGroup: blocksPerGroup,
@@ -344,6 +353,42 @@ extension SparseEngine {
             return SparseReport(strategy: .sampleMajor, cost: cost, denseMACs: denseMACs, activePairs: pairs,
                                 predictions: predicted)
         }
+    }
+
+    /// Per-sample (b) as dot products: each block's weight rows against just the samples that use it (one
+    /// `rowSamplesGemv` call per active block), written in place; the inactive entries are zeroed after.
+    func unitDotsLayer1(x: UnsafePointer<Float>, batch: Int, d: Int, w: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                        h: Int, mask: GateMask, stats: MaskStats, relu: Bool, out: UnsafeMutablePointer<Float>,
+                        useful: KernelCost, predicted: PerSamplePredictions?) -> SparseReport {
+        let groups = UnitGroups(mask, blocksPerGroup: 1, users: stats.blockUsers)
+        let kernel = gemm.kernels.rowSamplesGemv
+        groups.rows.withUnsafeBufferPointer { rows in
+            let body: (Range<Int>) -> Void = { range in
+                for gi in range {
+                    let lo = groups.lo[gi]
+                    kernel(groups.hi[gi] - lo, groups.rowOffsets[gi + 1] - groups.rowOffsets[gi], d, w + lo * d, d,
+                           rows.baseAddress! + groups.rowOffsets[gi], x, d, out + lo, h, bias.map { $0 + lo }, relu)
+                }
+            }
+            if workerCount > 1 && groups.count >= 2 && stats.activePairs * d >= gemm.parallelThresholdMACs {
+                gemm.executor.parallelForStealing(groups.count, unit: 1, blocksPerWorker: WorkItems.itemsPerWorker) { range, _ in
+                    body(range)
+                }
+            } else {
+                body(0..<groups.count)
+            }
+        }
+        applyMask(out, mask: mask)
+        let pairs = stats.activePairs
+        // Every active unit's weight row is read once; the samples' rows once per block that uses them.
+        var rowsUseful = useful
+        rowsUseful.bytesRead = 4 * (0..<groups.count).reduce(0) { $0 + (groups.hi[$1] - groups.lo[$1]) * d }
+        let cost = CostBreakdown(
+            useful: rowsUseful,
+            overhead: KernelCost(bytesRead: mask.batch * mask.blockCount + 4 * groups.rows.count * d,
+                                 bytesWritten: 4 * (batch * h - pairs)))
+        return SparseReport(strategy: .unitMajorDots, cost: cost, denseMACs: batch * h * d, activePairs: pairs,
+                            predictions: predicted)
     }
 
     /// Writes 0 into every inactive (sample, unit) entry of a batch × units output.
@@ -486,6 +531,12 @@ extension SparseEngine {
             }
         }
         return parallel(t * m.gatherFactor, tasks: groups) + m.passSeconds(bytes: 4 * s.batch * s.units)
+    }
+
+    func predictUnitDots1(_ m: SparseCostModel, _ s: MaskStats, d: Int) -> Double {
+        let groups = s.blockUsers.reduce(0) { $0 + ($1 > 0 ? 1 : 0) }
+        let t = Double(s.activePairs * d) * m.dotSecondsPerMAC(xBytes: 4 * s.batch * d)
+        return parallel(t, tasks: groups) + m.passSeconds(bytes: 4 * s.batch * s.units)
     }
 
     func predictSampleMajor1(_ m: SparseCostModel, _ s: MaskStats, d: Int) -> Double {

@@ -13,7 +13,12 @@ import Glibc
 ///   `rowsCall + paddedMACs·rowsMAC + (m·k + m·n)·rowsTouch`, padded MACs rounding n up to MR and m up to NR
 ///   (its tiles are MR units × NR samples), touched floats = activations packed + outputs transposed;
 /// - multi-sample gathered gemv: `multiCall + n·k·multiRowFloat + m·n·k·multiMAC` (W's rows read once, each
-///   sample's dot products at dot-product speed).
+///   sample's dot products at dot-product speed);
+/// - unit-major dot products (`rowSamplesGemv`: rows × the n samples that use them): `rows·n·k·dotMAC(x bytes)`,
+///   the seconds per MAC measured on whole per-sample layers (every row of a 6.4 MB W against its random users) for
+///   a batch whose x lies in L2 (32 samples) and one whose x does not (256), interpolated in between: each MAC loads
+///   a fresh vector of x, so where x lives sets the rate (calibrated on small calls with x hot it predicted
+///   0.2 ms for a 0.36 ms layer, and 2.9 ms for one that took 5.1 ms).
 /// Per-sample strategies are predicted by summing these over the calls they would make for the actual mask.
 public struct SparseCostModel: Sendable, Codable, Equatable {
     public var fingerprint: String
@@ -36,17 +41,25 @@ public struct SparseCostModel: Sendable, Codable, Equatable {
     public var multiCall: Double
     public var multiRowFloat: Double
     public var multiMAC: Double
+    /// Seconds per MAC of the dot kernel with x of `dotNearBytes` (in L2) and of `dotFarBytes` (beyond it).
+    public var dotMACNear: Double
+    public var dotMACFar: Double
+    public var dotNearBytes: Double
+    public var dotFarBytes: Double
 
     public init(fingerprint: String, mr: Int, nr: Int, gemmCall: Double, gemmMAC: Double, gemmPack: Double,
                 gemvCall: Double, gemvMAC: Double, gemvRowMAC: Double, passByte: Double, gatherFactor: Double = 1,
                 rowsCall: Double = 0, rowsMAC: Double = 0, rowsTouch: Double = 0,
-                multiCall: Double = 0, multiRowFloat: Double = 0, multiMAC: Double = 0) {
+                multiCall: Double = 0, multiRowFloat: Double = 0, multiMAC: Double = 0,
+                dotMACNear: Double = 0, dotMACFar: Double = 0, dotNearBytes: Double = 0, dotFarBytes: Double = 0) {
         self.fingerprint = fingerprint; self.mr = mr; self.nr = nr
         self.gemmCall = gemmCall; self.gemmMAC = gemmMAC; self.gemmPack = gemmPack
         self.gemvCall = gemvCall; self.gemvMAC = gemvMAC; self.gemvRowMAC = gemvRowMAC; self.passByte = passByte
         self.gatherFactor = gatherFactor
         self.rowsCall = rowsCall; self.rowsMAC = rowsMAC; self.rowsTouch = rowsTouch
         self.multiCall = multiCall; self.multiRowFloat = multiRowFloat; self.multiMAC = multiMAC
+        self.dotMACNear = dotMACNear; self.dotMACFar = dotMACFar
+        self.dotNearBytes = dotNearBytes; self.dotFarBytes = dotFarBytes
     }
 
     /// Seconds for one serial `GemmEngine.gemm` call of this shape (m = 1 takes the gemv path).
@@ -96,6 +109,13 @@ public struct SparseCostModel: Sendable, Codable, Equatable {
     /// B = 256 it predicted 107 µs where the kernel took 178 µs (weight rows: 118 µs), and `auto` picked it.
     public static let multiGemvMaxBatch = 16
 
+    /// Seconds per MAC of `rowSamplesGemv` in a layer whose activations x take `xBytes` (infinite when uncalibrated).
+    public func dotSecondsPerMAC(xBytes: Int) -> Double {
+        guard dotMACNear > 0 && dotMACFar > 0 && dotFarBytes > dotNearBytes else { return .infinity }
+        let f = min(1, max(0, (Double(xBytes) - dotNearBytes) / (dotFarBytes - dotNearBytes)))
+        return dotMACNear + f * (dotMACFar - dotMACNear)
+    }
+
     public func gemvSeconds(rows: Int, k: Int) -> Double {
         guard rows > 0 && k > 0 else { return 0 }
         return gemvCall + Double(rows / 4 * 4 * k) * gemvMAC + Double(rows % 4 * k) * gemvRowMAC
@@ -105,7 +125,7 @@ public struct SparseCostModel: Sendable, Codable, Equatable {
 
     /// Identifies the machine and configuration a calibration is valid for.
     public static func fingerprint(kernels: KernelSet, workers: Int, cpu: CPUFeatures = .current) -> String {
-        "\(cpu.vendor) \(cpu.brand) family \(cpu.family) model \(cpu.model) | \(kernels.name) | \(kernels.blocking) | workers \(workers) | model v13"
+        "\(cpu.vendor) \(cpu.brand) family \(cpu.family) model \(cpu.model) | \(kernels.name) | \(kernels.blocking) | workers \(workers) | model v14"
     }
 
     /// Cached model for this fingerprint, or a fresh calibration (then cached; cache errors are ignored).
@@ -216,7 +236,37 @@ public struct SparseCostModel: Sendable, Codable, Equatable {
         model.rowsCall = r[0]; model.rowsMAC = r[1]; model.rowsTouch = r[2]
         let mg = leastSquares(multiRows, parameters: 3)
         model.multiCall = mg[0]; model.multiRowFloat = mg[1]; model.multiMAC = max(mg[2], 1e-13)
+        calibrateDots(&model, kernels: kernels, w: w, rowsW: rowsW, k: k, best: best)
         return model
+    }
+
+    /// Unit-major dot products as a per-sample unit-gate layer runs them: every row of W (6.4 MB, so from L3) dotted
+    /// with its random users (each sample uses each unit with probability 0.1), for batches of 32 (x in L2) and 256.
+    static func calibrateDots(_ model: inout SparseCostModel, kernels: KernelSet, w: [Float], rowsW: Int, k: Int,
+                              best: (() -> Void) -> Double) {
+        var rng = SplitMix64(seed: 11)
+        for (batch, near) in [(32, true), (256, false)] {
+            let x = (0..<(batch * k)).map { _ in rng.nextFloat() - 0.5 }
+            var offsets = [0], users: [Int32] = []
+            for _ in 0..<rowsW {
+                for b in 0..<batch where rng.next() % 10 == 0 { users.append(Int32(b)) }
+                offsets.append(users.count)
+            }
+            var y = [Float](repeating: 0, count: batch * rowsW)
+            let t = x.withUnsafeBufferPointer { xp in w.withUnsafeBufferPointer { wp in users.withUnsafeBufferPointer { up in
+                y.withUnsafeMutableBufferPointer { yp in
+                    best {
+                        for u in 0..<rowsW where offsets[u + 1] > offsets[u] {
+                            kernels.rowSamplesGemv(1, offsets[u + 1] - offsets[u], k, wp.baseAddress! + u * k, k,
+                                                   up.baseAddress! + offsets[u], xp.baseAddress!, k, yp.baseAddress! + u, rowsW, nil, false)
+                        }
+                    }
+                }
+            } } }
+            let perMAC = t / Double(max(1, users.count * k))
+            if near { model.dotMACNear = perMAC; model.dotNearBytes = Double(4 * batch * k) }
+            else { model.dotMACFar = max(perMAC, model.dotMACNear); model.dotFarBytes = Double(4 * batch * k) }
+        }
     }
 
     /// Non-negative least squares in relative error (rows scaled by 1/t), by normal equations and clamping.

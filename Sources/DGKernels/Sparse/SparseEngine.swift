@@ -52,6 +52,8 @@ public final class SparseEngine: @unchecked Sendable {
 
     /// Which kernel a shared mask at batch ≥ 2 runs on (`.auto`: the cost model's cheaper prediction).
     @exclusivity(unchecked) public var sharedPath: SharedPathChoice = .auto
+    /// Per-sample unit-major kernel: `.auto` (cost model), or forced (tests, `dgperf kernel --all-strategies`).
+    @exclusivity(unchecked) public var unitMajorKernel: UnitMajorKernelChoice = .auto
 
     /// How the packed gather splits n active units: `lead` units through the blocked GEMM (whole NR panels; the last
     /// one padded when nothing better applies), then with the AVX-512 narrow kernels a `tail` of up to NR/2 units on a

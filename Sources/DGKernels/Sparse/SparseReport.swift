@@ -26,6 +26,9 @@ public enum SparseStrategy: String, Sendable, Codable, CaseIterable {
     case denseThenMask
     /// Per-sample (b): per group of adjacent blocks, gather the samples that use it and run one GEMM on them.
     case unitMajor
+    /// Per-sample (b) for narrow groups (mostly unit gates): each active unit's weight row dotted with just the samples
+    /// that use it, no padding to the register tile; the cost model picks it over the grouped GEMM.
+    case unitMajorDots
     /// Per-sample (c): per sample, matrix-vector products over its runs of active weight rows.
     case sampleMajor
 }
@@ -33,6 +36,12 @@ public enum SparseStrategy: String, Sendable, Codable, CaseIterable {
 /// Shared-mask kernel request (batch ≥ 2); `.auto` asks the calibrated cost model.
 public enum SharedPathChoice: String, Sendable, Codable, CaseIterable {
     case auto, packedGather, weightRows, gemv
+}
+
+/// Unit-major kernel request (per-sample masks): GEMMs over groups of blocks, or dot products per unit;
+/// `.auto` asks the calibrated cost model.
+public enum UnitMajorKernelChoice: String, Sendable, Codable, CaseIterable {
+    case auto, gemm, dots
 }
 
 /// Per-sample strategy request; `.auto` asks the calibrated cost model.

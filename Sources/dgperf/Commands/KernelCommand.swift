@@ -148,12 +148,18 @@ struct KernelCommand: ParsableCommand {
                                     var bits: [UInt8] = []
                                     for _ in 0..<b { bits += chooseBlocks(blocks, fraction: r, &rng) }
                                     let mask = try GateMask.perSample(bits: bits, batch: b, granularity: g, units: h)
-                                    var strategies: [PerSampleStrategy] = [.auto]
-                                    if allStrategies { strategies += [.denseThenMask, .unitMajor, .sampleMajor] }
-                                    for s in strategies {
+                                    // With --all-strategies, unit-major runs once per kernel (grouped GEMMs, dot products).
+                                    var strategies: [(PerSampleStrategy, UnitMajorKernelChoice)] = [(.auto, .auto)]
+                                    if allStrategies {
+                                        strategies += [(.denseThenMask, .auto), (.unitMajor, .gemm), (.unitMajor, .dots), (.sampleMajor, .auto)]
+                                    }
+                                    defer { sparse.unitMajorKernel = .auto }
+                                    for (s, kernel) in strategies {
+                                        sparse.unitMajorKernel = kernel
                                         var report: SparseReport? = nil
                                         let (dense, t) = try timePair(denseCall) { report = try sparse.gatedLinear(input: x, batch: b, inFeatures: d, weights: w, bias: bias, units: h, mask: mask, strategy: s, packed: packed, output: &out) }
-                                        printRow(row, d, h, b, kind, g, report!, path: s == .auto ? "auto" : s.rawValue, t, dense)
+                                        let path = s == .auto ? "auto" : s == .unitMajor ? "unitMajor/\(kernel.rawValue)" : s.rawValue
+                                        printRow(row, d, h, b, kind, g, report!, path: path, t, dense)
                                         if s == .auto { try layer2(kind, g, mask) }
                                         if predictions && s == .auto {
                                             let p = report!.predictedSeconds.sorted { $0.key < $1.key }
