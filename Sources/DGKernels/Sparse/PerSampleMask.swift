@@ -535,7 +535,9 @@ extension SparseEngine {
 
     func predictUnitDots1(_ m: SparseCostModel, _ s: MaskStats, d: Int) -> Double {
         let groups = s.blockUsers.reduce(0) { $0 + ($1 > 0 ? 1 : 0) }
-        let t = Double(s.activePairs * d) * m.dotSecondsPerMAC(xBytes: 4 * s.batch * d)
+        let blockPairs = s.blockUsers.reduce(0, +)
+        // Whole blocks (the partial last block counted whole: its users are few next to the others').
+        let t = m.unitDotsSeconds(pairs: blockPairs, rows: s.granularity, k: d, xBytes: 4 * s.batch * d)
         return parallel(t, tasks: groups) + m.passSeconds(bytes: 4 * s.batch * s.units)
     }
 

@@ -14,11 +14,12 @@ import Glibc
 ///   (its tiles are MR units × NR samples), touched floats = activations packed + outputs transposed;
 /// - multi-sample gathered gemv: `multiCall + n·k·multiRowFloat + m·n·k·multiMAC` (W's rows read once, each
 ///   sample's dot products at dot-product speed);
-/// - unit-major dot products (`rowSamplesGemv`: rows × the n samples that use them): `rows·n·k·dotMAC(x bytes)`,
-///   the seconds per MAC measured on whole per-sample layers (every row of a 6.4 MB W against its random users) for
-///   a batch whose x lies in L2 (32 samples) and one whose x does not (256), interpolated in between: each MAC loads
-///   a fresh vector of x, so where x lives sets the rate (calibrated on small calls with x hot it predicted
-///   0.2 ms for a 0.36 ms layer, and 2.9 ms for one that took 5.1 ms).
+/// - unit-major dot products (`rowSamplesGemv`: rows × the n samples that use them):
+///   `n·k·(dotMAC(x bytes) + (rows − 1)·dotMACHot)`, the seconds per MAC measured on whole per-sample layers (every
+///   row of a 6.4 MB W against its random users) for a batch whose x lies in L2 (32 samples) and one whose x does not
+///   (256), interpolated in between: each MAC loads a fresh vector of x, so where x lives sets the rate (calibrated
+///   on small calls with x hot it predicted 0.2 ms for a 0.36 ms layer, and 2.9 ms for one that took 5.1 ms). The
+///   further rows of a block find their four samples' x in L1: `dotMACHot`, measured on 4-unit blocks.
 /// Per-sample strategies are predicted by summing these over the calls they would make for the actual mask.
 public struct SparseCostModel: Sendable, Codable, Equatable {
     public var fingerprint: String
@@ -46,12 +47,15 @@ public struct SparseCostModel: Sendable, Codable, Equatable {
     public var dotMACFar: Double
     public var dotNearBytes: Double
     public var dotFarBytes: Double
+    /// Seconds per MAC of the rows after a block's first (x in L1).
+    public var dotMACHot: Double
 
     public init(fingerprint: String, mr: Int, nr: Int, gemmCall: Double, gemmMAC: Double, gemmPack: Double,
                 gemvCall: Double, gemvMAC: Double, gemvRowMAC: Double, passByte: Double, gatherFactor: Double = 1,
                 rowsCall: Double = 0, rowsMAC: Double = 0, rowsTouch: Double = 0,
                 multiCall: Double = 0, multiRowFloat: Double = 0, multiMAC: Double = 0,
-                dotMACNear: Double = 0, dotMACFar: Double = 0, dotNearBytes: Double = 0, dotFarBytes: Double = 0) {
+                dotMACNear: Double = 0, dotMACFar: Double = 0, dotNearBytes: Double = 0, dotFarBytes: Double = 0,
+                dotMACHot: Double = 0) {
         self.fingerprint = fingerprint; self.mr = mr; self.nr = nr
         self.gemmCall = gemmCall; self.gemmMAC = gemmMAC; self.gemmPack = gemmPack
         self.gemvCall = gemvCall; self.gemvMAC = gemvMAC; self.gemvRowMAC = gemvRowMAC; self.passByte = passByte
@@ -59,7 +63,7 @@ public struct SparseCostModel: Sendable, Codable, Equatable {
         self.rowsCall = rowsCall; self.rowsMAC = rowsMAC; self.rowsTouch = rowsTouch
         self.multiCall = multiCall; self.multiRowFloat = multiRowFloat; self.multiMAC = multiMAC
         self.dotMACNear = dotMACNear; self.dotMACFar = dotMACFar
-        self.dotNearBytes = dotNearBytes; self.dotFarBytes = dotFarBytes
+        self.dotNearBytes = dotNearBytes; self.dotFarBytes = dotFarBytes; self.dotMACHot = dotMACHot
     }
 
     /// Seconds for one serial `GemmEngine.gemm` call of this shape (m = 1 takes the gemv path).
@@ -108,6 +112,12 @@ public struct SparseCostModel: Sendable, Codable, Equatable {
     /// every four-row group re-reads all the samples' rows and the linear model stops holding: extrapolated to
     /// B = 256 it predicted 107 µs where the kernel took 178 µs (weight rows: 118 µs), and `auto` picked it.
     public static let multiGemvMaxBatch = 16
+
+    /// Seconds for the dot kernel over `pairs` (sample, block) pairs of `rows`-unit blocks, depth k, x of `xBytes`.
+    public func unitDotsSeconds(pairs: Int, rows: Int, k: Int, xBytes: Int) -> Double {
+        guard pairs > 0 else { return 0 }
+        return Double(pairs * k) * (dotSecondsPerMAC(xBytes: xBytes) + Double(rows - 1) * dotMACHot)
+    }
 
     /// Seconds per MAC of `rowSamplesGemv` in a layer whose activations x take `xBytes` (infinite when uncalibrated).
     public func dotSecondsPerMAC(xBytes: Int) -> Double {
@@ -240,15 +250,16 @@ public struct SparseCostModel: Sendable, Codable, Equatable {
         return model
     }
 
-    /// Unit-major dot products as a per-sample unit-gate layer runs them: every row of W (6.4 MB, so from L3) dotted
-    /// with its random users (each sample uses each unit with probability 0.1), for batches of 32 (x in L2) and 256.
+    /// Unit-major dot products as a per-sample layer runs them: every row of W (6.4 MB, so from L3) dotted with its
+    /// random users (each sample uses each block with probability 0.1), for unit gates at batches of 32 (x in L2) and
+    /// 256, and 4-unit blocks at 32 (their further rows' rate).
     static func calibrateDots(_ model: inout SparseCostModel, kernels: KernelSet, w: [Float], rowsW: Int, k: Int,
                               best: (() -> Void) -> Double) {
         var rng = SplitMix64(seed: 11)
-        for (batch, near) in [(32, true), (256, false)] {
+        for (batch, g) in [(32, 1), (256, 1), (32, 4)] {
             let x = (0..<(batch * k)).map { _ in rng.nextFloat() - 0.5 }
             var offsets = [0], users: [Int32] = []
-            for _ in 0..<rowsW {
+            for _ in 0..<(rowsW / g) {
                 for b in 0..<batch where rng.next() % 10 == 0 { users.append(Int32(b)) }
                 offsets.append(users.count)
             }
@@ -256,16 +267,20 @@ public struct SparseCostModel: Sendable, Codable, Equatable {
             let t = x.withUnsafeBufferPointer { xp in w.withUnsafeBufferPointer { wp in users.withUnsafeBufferPointer { up in
                 y.withUnsafeMutableBufferPointer { yp in
                     best {
-                        for u in 0..<rowsW where offsets[u + 1] > offsets[u] {
-                            kernels.rowSamplesGemv(1, offsets[u + 1] - offsets[u], k, wp.baseAddress! + u * k, k,
-                                                   up.baseAddress! + offsets[u], xp.baseAddress!, k, yp.baseAddress! + u, rowsW, nil, false)
+                        for j in 0..<(rowsW / g) where offsets[j + 1] > offsets[j] {
+                            kernels.rowSamplesGemv(g, offsets[j + 1] - offsets[j], k, wp.baseAddress! + j * g * k, k,
+                                                   up.baseAddress! + offsets[j], xp.baseAddress!, k, yp.baseAddress! + j * g, rowsW, nil, false)
                         }
                     }
                 }
             } } }
-            let perMAC = t / Double(max(1, users.count * k))
-            if near { model.dotMACNear = perMAC; model.dotNearBytes = Double(4 * batch * k) }
-            else { model.dotMACFar = max(perMAC, model.dotMACNear); model.dotFarBytes = Double(4 * batch * k) }
+            // Seconds per (sample, block) pair and input feature: g rows, the first at the near or far rate.
+            let perPair = t / Double(max(1, users.count * k))
+            switch (batch, g) {
+            case (32, 1): model.dotMACNear = perPair; model.dotNearBytes = Double(4 * batch * k)
+            case (256, 1): model.dotMACFar = max(perPair, model.dotMACNear); model.dotFarBytes = Double(4 * batch * k)
+            default: model.dotMACHot = max(1e-14, (perPair - model.dotMACNear) / Double(g - 1))
+            }
         }
     }
 
