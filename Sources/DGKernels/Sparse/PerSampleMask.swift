@@ -1,3 +1,4 @@
+import CKernelHints
 import DGRuntime
 
 /// Counts over a per-sample mask that the cost model and the accounting need, in one pass over the bits
@@ -366,6 +367,13 @@ extension SparseEngine {
             let body: (Range<Int>) -> Void = { range in
                 for gi in range {
                     let lo = groups.lo[gi]
+                    if gi + 1 < range.upperBound {
+                        // The next block's weight rows, a line at a time, while this one computes.
+                        let next = UnsafeRawPointer(w + groups.lo[gi + 1] * d)
+                        var line = 0
+                        let bytes = (groups.hi[gi + 1] - groups.lo[gi + 1]) * d * 4
+                        while line < bytes { dg_prefetch(next + line); line &+= 64 }
+                    }
                     kernel(groups.hi[gi] - lo, groups.rowOffsets[gi + 1] - groups.rowOffsets[gi], d, w + lo * d, d,
                            rows.baseAddress! + groups.rowOffsets[gi], x, d, out + lo, h, bias.map { $0 + lo }, relu)
                 }
