@@ -370,10 +370,11 @@ final class SparseTests: XCTestCase {
     /// plain loops: widths around 16, more than 255 rows, more than 255 × 16 blocks, all on, all off, random.
     func testMaskStatsMatchPlainCounts() throws {
         var rng = SplitMix64(seed: 99)
+        let engine = try makeSparse(threads: 2)
         // density −1: alternating on/off blocks (a run start in every other block: the most starts per counter lane).
         for (batch, units, g, density) in [(1, 1, 1, 0.5), (3, 17, 1, 0.5), (300, 33, 1, 0.3), (2, 4100, 1, 0.9), (257, 512, 16, 0.2),
                                           (5, 100, 7, 1.0), (4, 64, 1, 0.0), (256, 2048, 1, 0.1), (17, 47, 4, 0.6),
-                                          (600, 40, 1, 1.0), (2, 8200, 1, -1)] {
+                                          (600, 40, 1, 1.0), (2, 8200, 1, -1), (37, 2000, 1, 0.3)] {
             let blocks = (units + g - 1) / g
             let bits = (0..<(batch * blocks)).map { i in
                 density < 0 ? UInt8((i % blocks) % 2) : UInt8(Double(rng.nextFloat()) < density ? 1 : 0)
@@ -398,6 +399,23 @@ final class SparseTests: XCTestCase {
                 XCTAssertEqual(stats.wideUsers, wideUsers, tag)
                 XCTAssertEqual(stats.runs, runs, tag)
                 XCTAssertEqual(stats.activePairs, pairs, tag)
+                XCTAssertEqual(stats.leftoverRows, MaskStats(mask, wideBlocksPerGroup: wide).leftoverRows, tag)
+                // Counted over the workers (the engine splits masks of ≥ 2^16 flags; smaller ones count on the caller):
+                // partial counts over row ranges merge to the same totals.
+                let split = engine.maskStats(mask, wideBlocksPerGroup: wide)
+                XCTAssertEqual(split.blockUsers, users, tag + " (engine)")
+                XCTAssertEqual(split.wideUsers, wideUsers, tag + " (engine)")
+                XCTAssertEqual(split.runs, runs, tag + " (engine)")
+                XCTAssertEqual(split.activePairs, pairs, tag + " (engine)")
+                XCTAssertEqual(split.leftoverRows, stats.leftoverRows, tag + " (engine)")
+                if batch >= 3 {
+                    var merged = MaskStats(mask, wideBlocksPerGroup: wide, rows: 0..<(batch / 3))
+                    merged.merge(MaskStats(mask, wideBlocksPerGroup: wide, rows: (batch / 3)..<batch))
+                    XCTAssertEqual(merged.blockUsers, users, tag + " (merged)")
+                    XCTAssertEqual(merged.wideUsers, wideUsers, tag + " (merged)")
+                    XCTAssertEqual(merged.runs, runs, tag + " (merged)")
+                    XCTAssertEqual(merged.activePairs, pairs, tag + " (merged)")
+                }
             }
         }
     }

@@ -20,12 +20,14 @@ struct MaskStats {
     let wideBlocksPerGroup: Int
     var wideUsers: [Int]
 
-    init(_ mask: GateMask, wideBlocksPerGroup bpg: Int) {
+    /// Counts over the mask's rows `rows` (all of them by default); partial counts over disjoint row ranges add up
+    /// with `merge` (`SparseEngine.maskStats` splits them over the workers).
+    init(_ mask: GateMask, wideBlocksPerGroup bpg: Int, rows: Range<Int>? = nil) {
         batch = mask.batch; units = mask.units; blocks = mask.blockCount; granularity = mask.granularity
         wideBlocksPerGroup = max(1, bpg)
-        let lastWidth = units - (blocks - 1) * granularity
-        var activeBlocks = 0, lastActive = 0, runs = 0
-        let blocks = self.blocks, wide = wideBlocksPerGroup, batch = self.batch
+        var runs = 0
+        let blocks = self.blocks, wide = wideBlocksPerGroup
+        let rows = rows ?? 0..<mask.batch
         // Bits are 0/1 (GateMask normalises them), so the counts are sums of bytes: rows are added 16 bytes at a time
         // into byte counters (flushed every 255 rows), in memory order. Element-wise loops into Int counters cost 6 % of
         // a dense layer's time, which dense-then-mask paid on top of the GEMM; now it is under 1 %.
@@ -39,9 +41,9 @@ struct MaskStats {
                 wideCounts.withUnsafeMutableBufferPointer { wideU in
                     let acc = cb.baseAddress!
                     let whole = blocks & ~15
-                    var b = 0
-                    while b < batch {
-                        let end = min(batch, b + 255)
+                    var b = rows.lowerBound
+                    while b < rows.upperBound {
+                        let end = min(rows.upperBound, b + 255)
                         while b < end {
                             let row = raw + b &* blocks
                             var j = 0
@@ -83,9 +85,26 @@ struct MaskStats {
         }
         blockUsers = users
         wideUsers = wide > 1 ? wideCounts : users
-        activeBlocks = users.reduce(0, +)
-        lastActive = blocks > 0 ? blockUsers[blocks - 1] : 0
         self.runs = runs
+        deriveTotals()
+    }
+
+    /// Adds the counts of `other` (the same mask, a disjoint range of rows).
+    mutating func merge(_ other: MaskStats) {
+        for j in 0..<blocks { blockUsers[j] &+= other.blockUsers[j] }
+        if wideBlocksPerGroup > 1 {
+            for i in 0..<wideUsers.count { wideUsers[i] &+= other.wideUsers[i] }
+        } else {
+            wideUsers = blockUsers
+        }
+        runs &+= other.runs
+        deriveTotals()
+    }
+
+    private mutating func deriveTotals() {
+        let lastWidth = units - (blocks - 1) * granularity
+        let activeBlocks = blockUsers.reduce(0, +)
+        let lastActive = blocks > 0 ? blockUsers[blocks - 1] : 0
         activePairs = activeBlocks * granularity - lastActive * (granularity - lastWidth)
         // Runs are whole blocks: with G a multiple of 4 only the partial last block leaves single rows;
         // otherwise estimate 1.5 leftover rows per run (run lengths mod 4 of short random runs), capped by the pairs.
@@ -214,7 +233,7 @@ extension SparseEngine {
         // NR/2-unit blocks of pre-packed weights run on half panels where the ISA has that kernel (AVX-512: G = 16).
         let halfAligned = packed != nil && gemm.hasHalfPanelKernel && g == nr / 2
         let wideAligned = packed != nil && (wide * g) % nr == 0
-        let stats = MaskStats(mask, wideBlocksPerGroup: wide)
+        let stats = maskStats(mask, wideBlocksPerGroup: wide)
         let pairs = stats.activePairs
         let maskBytes = batch * blocks
         let denseMACs = batch * h * d
@@ -356,6 +375,30 @@ extension SparseEngine {
         }
     }
 
+    /// `MaskStats` of a per-sample mask, its rows split over the workers when the mask is large: counted on the
+    /// caller it was the serial part of a per-sample layer (1.7 % of a dense-then-mask layer at B = 256, H = 2048 on
+    /// one Zen 5 core; at 16 threads on the Xeon VM dense-then-mask took 1.4–1.9× the dense layer).
+    func maskStats(_ mask: GateMask, wideBlocksPerGroup bpg: Int) -> MaskStats {
+        let bytes = mask.batch * mask.blockCount
+        guard workerCount > 1 && mask.batch >= 2 && bytes >= Self.parallelMaskStatsBytes else {
+            return MaskStats(mask, wideBlocksPerGroup: bpg)
+        }
+        let parts = min(workerCount, mask.batch)
+        var partial = [MaskStats?](repeating: nil, count: parts)
+        partial.withUnsafeMutableBufferPointer { p in
+            gemm.executor.parallelFor(mask.batch, grain: (mask.batch + parts - 1) / parts) { rows, slot in
+                p[slot] = MaskStats(mask, wideBlocksPerGroup: bpg, rows: rows)
+            }
+        }
+        var total = partial[0]!
+        for i in 1..<parts { if let other = partial[i] { total.merge(other) } }
+        return total
+    }
+
+    /// Masks of at least this many block flags count their statistics on the workers (about 10 µs of counting
+    /// on one core).
+    static let parallelMaskStatsBytes = 1 << 16
+
     /// Per-sample (b) as dot products: each block's weight rows against just the samples that use it (one
     /// `rowSamplesGemv` call per active block), written in place; the inactive entries are zeroed after.
     func unitDotsLayer1(x: UnsafePointer<Float>, batch: Int, d: Int, w: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
@@ -433,7 +476,7 @@ extension SparseEngine {
                          bias: UnsafePointer<Float>?, c: Int, mask: GateMask, strategy: PerSampleStrategy,
                          y: UnsafeMutablePointer<Float>) -> SparseReport {
         let g = mask.granularity, blocks = mask.blockCount
-        let stats = MaskStats(mask, wideBlocksPerGroup: 1)
+        let stats = maskStats(mask, wideBlocksPerGroup: 1)
         let pairs = stats.activePairs
         let maskBytes = batch * blocks
         let denseMACs = batch * h * c
@@ -526,18 +569,21 @@ extension SparseEngine {
 
     func predictUnitMajor1(_ m: SparseCostModel, _ s: MaskStats, wide: Bool, packedB: Bool, d: Int,
                            panelWidth: Int? = nil) -> Double {
-        var t = 0.0, groups = 0
-        if wide {
-            let bpg = s.wideBlocksPerGroup
-            for gi in 0..<s.wideUsers.count where s.wideUsers[gi] > 0 {
-                let lo = gi * bpg * s.granularity, hi = min((gi + 1) * bpg * s.granularity, s.units)
-                t += m.gemmSeconds(m: s.wideUsers[gi], n: hi - lo, k: d, packedB: packedB); groups += 1
-            }
-        } else {
-            for j in 0..<s.blocks where s.blockUsers[j] > 0 {
-                t += m.gemmSeconds(m: s.blockUsers[j], n: s.blockWidth(j), k: d, packedB: packedB, panelWidth: panelWidth); groups += 1
-            }
+        // Groups of one width and user count cost the same, so the model is evaluated once per user count (≤ B + 1
+        // of them) for the full-width groups and once for the last: a call per group (2048 at H = 2048, G = 1) was a
+        // serial stretch of every per-sample call.
+        let users = wide ? s.wideUsers : s.blockUsers
+        let width = wide ? s.wideBlocksPerGroup * s.granularity : s.granularity
+        var perCount = [Int](repeating: 0, count: s.batch + 1)
+        for gi in 0..<(users.count - 1) { perCount[users[gi]] &+= 1 }
+        let lastWidth = s.units - (users.count - 1) * width
+        let panel = wide ? nil : panelWidth
+        var t = 0.0
+        for c in 1..<perCount.count where perCount[c] > 0 {
+            t += Double(perCount[c]) * m.gemmSeconds(m: c, n: width, k: d, packedB: packedB, panelWidth: panel)
         }
+        if let last = users.last, last > 0 { t += m.gemmSeconds(m: last, n: lastWidth, k: d, packedB: packedB, panelWidth: panel) }
+        let groups = users.count - perCount[0] - (users.last == 0 ? 1 : 0)
         return parallel(t * m.gatherFactor, tasks: groups) + m.passSeconds(bytes: 4 * s.batch * s.units)
     }
 
