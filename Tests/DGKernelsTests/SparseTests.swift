@@ -541,6 +541,15 @@ final class SparseTests: XCTestCase {
         var out = [Float](repeating: 0, count: 100)
         // Non-0/1 flags are normalised to 1.
         XCTAssertEqual(try GateMask.perSample(bits: [0, 7, 255, 1], batch: 2, granularity: 5, units: 10).bits, [0, 1, 1, 1])
+        // … also where the check runs sixteen bytes at a time (a stray value in the vector part or in the tail).
+        for position in [0, 17, 31, 37] {
+            var flags = (0..<40).map { UInt8($0 % 3 == 0 ? 1 : 0) }
+            let expected = flags.enumerated().map { $0.offset == position ? UInt8(1) : $0.element }
+            flags[position] = 2
+            XCTAssertEqual(try GateMask.perSample(bits: flags, batch: 4, granularity: 1, units: 10).bits, expected, "at \(position)")
+        }
+        let zeroOne = (0..<40).map { UInt8($0 % 3 == 0 ? 1 : 0) }
+        XCTAssertEqual(try GateMask.perSample(bits: zeroOne, batch: 4, granularity: 1, units: 10).bits, zeroOne)
 
         let engine = try makeSparse(threads: 1)
         let x = [Float](repeating: 1, count: 40), w = [Float](repeating: 1, count: 100)

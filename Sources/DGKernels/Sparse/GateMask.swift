@@ -75,6 +75,19 @@ public struct GateMask: Sendable, Equatable {
                           granularity: granularity, units: units)
     }
 
+    /// Whether every byte is 0 or 1, sixteen bytes at a time (their OR has no bit above the lowest): the per-byte
+    /// `allSatisfy` took 139 µs for a 256 × 2048 mask on one Zen 5 core, on every model forward that builds one.
+    static func allZeroOrOne(_ bits: [UInt8]) -> Bool {
+        bits.withUnsafeBytes { raw in
+            var acc = SIMD16<UInt8>()
+            var i = 0
+            while i + 16 <= raw.count { acc |= raw.loadUnaligned(fromByteOffset: i, as: SIMD16<UInt8>.self); i += 16 }
+            var tail: UInt8 = 0
+            while i < raw.count { tail |= raw[i]; i += 1 }
+            return acc & SIMD16(repeating: 0xFE) == SIMD16() && tail & 0xFE == 0
+        }
+    }
+
     /// One mask per sample: `bits[b · blockCount + j] != 0` turns block j of sample b on.
     /// `bits.count` must be `batch × ceil(units / granularity)`.
     public static func perSample(bits: [UInt8], batch: Int, granularity: Int = 1, units: Int) throws -> GateMask {
@@ -86,7 +99,7 @@ public struct GateMask: Sendable, Equatable {
                                          what: "batch \(batch) × ceil(units \(units) / granularity \(granularity)) = \(batch) × \(blocks) bits")
         }
         // Normalised to 0/1 once here, so the kernels can add and AND the bytes without branches.
-        let normalised = bits.allSatisfy { $0 <= 1 } ? bits : bits.map { $0 != 0 ? 1 : 0 }
+        let normalised = allZeroOrOne(bits) ? bits : bits.map { $0 != 0 ? 1 : 0 }
         return GateMask(kind: .perSample, granularity: granularity, units: units, bits: normalised, batch: batch)
     }
 
