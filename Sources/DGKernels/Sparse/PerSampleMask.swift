@@ -422,8 +422,19 @@ extension SparseEngine {
                 }
             }
             if workerCount > 1 && groups.count >= 2 && stats.activePairs * d >= gemm.parallelThresholdMACs {
-                gemm.executor.parallelForStealing(groups.count, unit: 1, blocksPerWorker: WorkItems.itemsPerWorker) { range, _ in
-                    body(range)
+                // Work items are stripes of 16 units (one cache line of an output row): each (sample, unit) result is a
+                // single float, and items cut at arbitrary groups had neighbouring workers writing the same lines —
+                // at 16 threads on the Xeon VM the layer scaled 3.8× over one thread where sample-major scaled 10.6×.
+                let stripe = 16
+                let stripes = (h + stripe - 1) / stripe
+                var firstGroup = [Int](repeating: groups.count, count: stripes + 1)
+                var gi = 0
+                for st in 0..<stripes {
+                    while gi < groups.count && groups.lo[gi] < st * stripe { gi += 1 }
+                    firstGroup[st] = gi
+                }
+                gemm.executor.parallelForStealing(stripes, unit: 1, blocksPerWorker: WorkItems.itemsPerWorker) { range, _ in
+                    body(firstGroup[range.lowerBound]..<firstGroup[range.upperBound])
                 }
             } else {
                 body(0..<groups.count)
