@@ -425,8 +425,11 @@ final class SparseTests: XCTestCase {
     /// last group, rows of more and fewer than eight blocks, all on, all off.
     func testUnitGroupsMatchPlainLoop() throws {
         var rng = SplitMix64(seed: 7)
+        let engine = try makeSparse(threads: 2)
+        var sawSplit = false
         for (batch, units, g, density) in [(1, 1, 1, 0.5), (3, 17, 1, 0.5), (32, 512, 16, 0.1), (17, 47, 4, 0.6),
-                                          (5, 100, 7, 1.0), (4, 64, 1, 0.0), (64, 2048, 16, 0.25), (9, 300, 3, 0.2)] {
+                                          (5, 100, 7, 1.0), (4, 64, 1, 0.0), (64, 2048, 16, 0.25), (9, 300, 3, 0.2),
+                                          (33, 2500, 1, 0.1), (40, 1800, 1, 0.6)] {
             let blocks = (units + g - 1) / g
             let bits = (0..<(batch * blocks)).map { _ in UInt8(Double(rng.nextFloat()) < density ? 1 : 0) }
             let mask = try GateMask.perSample(bits: bits, batch: batch, granularity: g, units: units)
@@ -447,8 +450,16 @@ final class SparseTests: XCTestCase {
                 XCTAssertEqual((0..<groups.count).map { Array(groups.rows[groups.rowOffsets[$0]..<groups.rowOffsets[$0 + 1]]) }, rows, tag)
                 XCTAssertEqual(groups.rowOffsets.last, groups.rows.count, tag)
                 XCTAssertEqual(groups.computedPairs, pairs, tag)
+                // Filled on the workers (each its own range of groups) for masks of ≥ 2^16 flags.
+                let parallel = UnitGroups(mask, blocksPerGroup: bpg, users: bpg == 1 ? stats.blockUsers : stats.wideUsers,
+                                          executor: engine.gemm.executor)
+                if batch * blocks >= SparseEngine.parallelMaskStatsBytes { sawSplit = true }
+                XCTAssertEqual(parallel.lo, lo, tag + " (split)")
+                XCTAssertEqual((0..<parallel.count).map { Array(parallel.rows[parallel.rowOffsets[$0]..<parallel.rowOffsets[$0 + 1]]) },
+                               rows, tag + " (split)")
             }
         }
+        XCTAssertTrue(sawSplit, "no mask was large enough to split")
     }
 
     /// The multi-sample gathered gemv on its own: k around the vector width and layer-sized, sample counts around
