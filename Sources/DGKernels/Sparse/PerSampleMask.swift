@@ -169,18 +169,26 @@ struct UnitGroups {
             next.withUnsafeMutableBufferPointer { next in
                 mask.bits.withUnsafeBufferPointer { bits in
                     let rows = rows.baseAddress!, next = next.baseAddress!
-                    // Groups g0..<g1: their blocks' columns of every sample row, in sample order.
+                    // Groups g0..<g1, a tile of ~64 blocks at a time: the tile's columns of every sample row, in sample
+                    // order, so the lists being written stay in L1 (row by row over all groups, each entry went to
+                    // another list: 10 % of a dot-product layer at B = 256, H = 2048, G = 1 on one core).
+                    let tileGroups = max(1, 64 / bpg)
                     let fill: (Range<Int>) -> Void = { range in
-                        let j0 = range.lowerBound * bpg, j1 = min(range.upperBound * bpg, blocks)
-                        for b in 0..<batch {
-                            forEachActiveGroup(bits.baseAddress! + b * blocks + j0, blocks: j1 - j0, blocksPerGroup: bpg) { local in
-                                let gi = range.lowerBound + local
-                                rows[next[gi]] = Int32(b); next[gi] &+= 1
+                        var t0 = range.lowerBound
+                        while t0 < range.upperBound {
+                            let t1 = min(t0 + tileGroups, range.upperBound)
+                            let j0 = t0 * bpg, j1 = min(t1 * bpg, blocks)
+                            for b in 0..<batch {
+                                forEachActiveGroup(bits.baseAddress! + b * blocks + j0, blocks: j1 - j0, blocksPerGroup: bpg) { local in
+                                    let gi = t0 + local
+                                    rows[next[gi]] = Int32(b); next[gi] &+= 1
+                                }
                             }
+                            t0 = t1
                         }
                     }
                     if parallel, let executor {
-                        executor.parallelFor(users.count, grain: max(1, 64 / bpg)) { range, _ in fill(range) }
+                        executor.parallelFor(users.count, grain: tileGroups) { range, _ in fill(range) }
                     } else {
                         fill(0..<users.count)
                     }
@@ -218,12 +226,22 @@ func forEachActiveGroup(_ row: UnsafePointer<UInt8>, blocks: Int, blocksPerGroup
     }
 }
 
-/// Calls `body(j)` for each active block of one sample's mask row (bytes 0/1), in order; eight blocks are tested at a
-/// time, so a sparse row costs about blocks / 8 loads.
+/// Calls `body(j)` for each active block of one sample's mask row (bytes 0/1), in order; 64 blocks are tested at a
+/// time (one SSE2 compare-and-movemask per 16), then eight: at r ≈ 0.1 a word of eight flags is zero about half the
+/// time, and the branch per word mispredicted so often that filling unit-major lists (B = 256, H = 2048, G = 1) took
+/// 12 % of a dot-product layer.
 @inline(__always)
 func forEachActiveBlock(_ row: UnsafePointer<UInt8>, blocks: Int, _ body: (Int) -> Void) {
     let raw = UnsafeRawPointer(row)
     var q = 0
+    while q &+ 64 <= blocks {
+        var bitsSet = dg_nonzero_bytes64(raw + q)
+        while bitsSet != 0 {
+            body(q &+ bitsSet.trailingZeroBitCount)
+            bitsSet &= bitsSet &- 1
+        }
+        q &+= 64
+    }
     while q &+ 8 <= blocks {
         var word = raw.loadUnaligned(fromByteOffset: q, as: UInt64.self)
         while word != 0 {
