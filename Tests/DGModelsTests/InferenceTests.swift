@@ -20,6 +20,22 @@ final class InferenceTests: XCTestCase {
         XCTAssertLessThan(err / scale, 1e-4, "\(what): max error \(err)", file: file, line: line)
     }
 
+    /// A per-sample mask's active-unit total (summed sixteen flags at a time, flushed every 255 vectors) against a
+    /// plain count: short rows (the tail only), more than 255 × 16 flags, a partial last gate.
+    func testPerSampleMaskActiveUnitsTotal() {
+        var rng = SplitMix64(seed: 5)
+        for (batch, gates, granularity, units) in [(1, 3, 1, 3), (7, 5, 4, 19), (256, 2048, 1, 2048), (33, 200, 16, 3190), (5000, 3, 2, 5)] {
+            let bits = (0..<(batch * gates)).map { _ in UInt8(rng.next() % 3 == 0 ? 1 : 0) }
+            let mask = PerSampleMask(bits: bits, batch: batch, gates: gates, granularity: granularity, units: units)
+            var plain = 0
+            for b in 0..<batch { for g in 0..<gates where bits[b * gates + g] != 0 { plain += min(granularity, units - g * granularity) } }
+            XCTAssertEqual(mask.activeUnitsTotal, plain, "batch \(batch) gates \(gates) G \(granularity) units \(units)")
+        }
+        // All on: every byte lane reaches its flush limit.
+        let full = PerSampleMask(bits: [UInt8](repeating: 1, count: 300 * 64), batch: 300, gates: 64, granularity: 1, units: 64)
+        XCTAssertEqual(full.activeUnitsTotal, 300 * 64)
+    }
+
     func testTrainedGateModelsMatchReference() throws {
         for (gate, g, hidden, batch, threads, bias) in [
             ("lowrank:3", 1, [37], 7, 1, Float(0)), ("full", 1, [16, 11], 33, 2, 0), ("static", 1, [13, 9], 5, 1, 0),
