@@ -604,6 +604,59 @@ final class SparseTests: XCTestCase {
         let r2 = try engine.gatedLinear(input: x, batch: batch, inFeatures: d, weights: w, bias: nil, units: h, mask: full, output: &out)
         XCTAssertEqual(r2.strategy, .denseThenMask, "\(r2.predictedSeconds)")
     }
+
+    /// On several workers the engine's calibration also times each per-sample strategy there (measured over predicted
+    /// at B = 32 and 256); the factor interpolates in log batch, is clamped, and is 1 where nothing was measured.
+    func testCostModelMeasuresScalingOnSeveralWorkers() throws {
+        let dir = "/tmp/dgperf-scaling-test-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let cache = SparseCostModelCache(path: dir + "/model.json")
+        let engine = SparseEngine(gemm: try makeGemm(threads: 2), costModel: nil, costModelCache: cache)
+        let model = engine.costModel
+        let scaling = try XCTUnwrap(model.scaling)
+        for v in [scaling.unitMajor, scaling.unitMajorDots, scaling.sampleMajor] {
+            XCTAssertEqual(v.count, 2)
+            XCTAssertTrue(v.allSatisfy { $0.isFinite && $0 > 0 }, "\(v)")
+        }
+        XCTAssertEqual(cache.load(fingerprint: model.fingerprint)?.scaling, scaling)
+        XCTAssertNil(SparseEngine(gemm: try makeGemm(threads: 1), costModel: nil, costModelCache: nil).costModel.scaling)
+
+        // Relative to the best-scaling strategy at each batch: B = 32 → 1, 2, 4; B = 256 → 1, 4, 2.
+        let s = PerSampleScaling(unitMajor: [1, 2], unitMajorDots: [2, 8], sampleMajor: [4, 4])
+        XCTAssertEqual(s.factor(.unitMajor, batch: 32), 1, accuracy: 1e-12)
+        XCTAssertEqual(s.factor(.unitMajorDots, batch: 32), 2, accuracy: 1e-12)
+        XCTAssertEqual(s.factor(.sampleMajor, batch: 32), 4, accuracy: 1e-12)
+        XCTAssertEqual(s.factor(.unitMajorDots, batch: 256), 4, accuracy: 1e-12)
+        XCTAssertEqual(s.factor(.sampleMajor, batch: 256), 2, accuracy: 1e-12)
+        XCTAssertEqual(s.factor(.unitMajorDots, batch: 90), 3, accuracy: 0.01)   // √(32 · 256) ≈ 90.5: halfway in log batch
+        XCTAssertEqual(s.factor(.unitMajorDots, batch: 1), 2, accuracy: 1e-12)   // clamped to the measured range
+        XCTAssertEqual(s.factor(.denseThenMask, batch: 64), 1)                    // never scaled
+        XCTAssertEqual(s.factor(.sharedGather, batch: 64), 1)
+        // A busy machine inflates all three alike: the same relative factors, capped at 8; unmeasured ones are 1.
+        let busy = PerSampleScaling(unitMajor: [10, 20], unitMajorDots: [20, 80], sampleMajor: [40, 40])
+        XCTAssertEqual(busy.factor(.sampleMajor, batch: 32), 4, accuracy: 1e-12)
+        XCTAssertEqual(PerSampleScaling(unitMajor: [1, 1], unitMajorDots: [100, 100], sampleMajor: []).factor(.unitMajorDots, batch: 64), 8)
+        XCTAssertEqual(PerSampleScaling(unitMajor: [1, 1], unitMajorDots: [2, 2], sampleMajor: []).factor(.sampleMajor, batch: 64), 1)
+
+        // The factors scale the predictions `auto` compares.
+        var plain = model, scaled = model
+        plain.scaling = PerSampleScaling(unitMajor: [1, 1], unitMajorDots: [1, 1], sampleMajor: [1, 1])
+        scaled.scaling = PerSampleScaling(unitMajor: [1, 1], unitMajorDots: [1, 1], sampleMajor: [2, 2])
+        let batch = 48, d = 64, h = 300
+        var rng = SplitMix64(seed: 8)
+        let x = randomArray(batch * d, &rng), w = randomArray(h * d, &rng)
+        var out = [Float](repeating: 0, count: batch * h)
+        let mask = try GateMask.perSample(bits: (0..<(batch * h)).map { _ in UInt8(rng.next() % 10 == 0 ? 1 : 0) }, batch: batch, units: h)
+        func predictions(_ m: SparseCostModel) throws -> PerSamplePredictions {
+            let e = SparseEngine(gemm: try makeGemm(threads: 1), costModel: m, costModelCache: nil)
+            return try XCTUnwrap(try e.gatedLinear(input: x, batch: batch, inFeatures: d, weights: w, bias: nil, units: h,
+                                                   mask: mask, output: &out).predictions)
+        }
+        let p1 = try predictions(plain), p2 = try predictions(scaled)
+        XCTAssertEqual(p2.denseThenMask, p1.denseThenMask, accuracy: 1e-12)
+        XCTAssertEqual(p2.sampleMajor, 2 * p1.sampleMajor, accuracy: 1e-12)
+        XCTAssertEqual(p2.unitMajor, p1.unitMajor, accuracy: 1e-12)
+    }
 }
 
 /// y = h·Vᵀ + bias in float64 (h already masked) and the Σ|terms| scale for tolerances.

@@ -612,6 +612,7 @@ extension SparseEngine {
 
     func predictDense1(_ m: SparseCostModel, batch: Int, h: Int, d: Int, packedB: Bool) -> Double {
         let tasks = batch * h * d >= gemm.parallelThresholdMACs ? workerCount : 1
+        // Unscaled on purpose (see `PerSampleScaling`).
         return parallel(m.gemmSeconds(m: batch, n: h, k: d, packedB: packedB), tasks: tasks) + m.passSeconds(bytes: 4 * batch * h)
     }
 
@@ -632,7 +633,8 @@ extension SparseEngine {
         }
         if let last = users.last, last > 0 { t += m.gemmSeconds(m: last, n: lastWidth, k: d, packedB: packedB, panelWidth: panel) }
         let groups = users.count - perCount[0] - (users.last == 0 ? 1 : 0)
-        return parallel(t * m.gatherFactor, tasks: groups) + m.passSeconds(bytes: 4 * s.batch * s.units)
+        return (parallel(t * m.gatherFactor, tasks: groups) + m.passSeconds(bytes: 4 * s.batch * s.units))
+            * m.scalingFactor(.unitMajor, batch: s.batch)
     }
 
     func predictUnitDots1(_ m: SparseCostModel, _ s: MaskStats, d: Int) -> Double {
@@ -640,12 +642,14 @@ extension SparseEngine {
         let blockPairs = s.blockUsers.reduce(0, +)
         // Whole blocks (the partial last block counted whole: its users are few next to the others').
         let t = m.unitDotsSeconds(pairs: blockPairs, rows: s.granularity, k: d, xBytes: 4 * s.batch * d)
-        return parallel(t, tasks: groups) + m.passSeconds(bytes: 4 * s.batch * s.units)
+        return (parallel(t, tasks: groups) + m.passSeconds(bytes: 4 * s.batch * s.units))
+            * m.scalingFactor(.unitMajorDots, batch: s.batch)
     }
 
     func predictSampleMajor1(_ m: SparseCostModel, _ s: MaskStats, d: Int) -> Double {
-        parallel(Double(s.runs) * m.gemvCall + Double((s.activePairs - s.leftoverRows) * d) * m.gemvMAC
-                 + Double(s.leftoverRows * d) * m.gemvRowMAC, tasks: s.batch)
-            + m.passSeconds(bytes: 4 * (s.batch * s.units - s.activePairs))
+        (parallel(Double(s.runs) * m.gemvCall + Double((s.activePairs - s.leftoverRows) * d) * m.gemvMAC
+                  + Double(s.leftoverRows * d) * m.gemvRowMAC, tasks: s.batch)
+            + m.passSeconds(bytes: 4 * (s.batch * s.units - s.activePairs)))
+            * m.scalingFactor(.sampleMajor, batch: s.batch)
     }
 }

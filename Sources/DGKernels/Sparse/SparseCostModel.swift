@@ -49,6 +49,9 @@ public struct SparseCostModel: Sendable, Codable, Equatable {
     public var dotFarBytes: Double
     /// Seconds per MAC of the rows after a block's first (x in L1).
     public var dotMACHot: Double
+    /// How the sparse per-sample strategies scale over this engine's workers relative to each other (nil on one worker):
+    /// the terms above are one core's, and a prediction divides them over the workers.
+    public var scaling: PerSampleScaling?
 
     public init(fingerprint: String, mr: Int, nr: Int, gemmCall: Double, gemmMAC: Double, gemmPack: Double,
                 gemvCall: Double, gemvMAC: Double, gemvRowMAC: Double, passByte: Double, gatherFactor: Double = 1,
@@ -126,6 +129,12 @@ public struct SparseCostModel: Sendable, Codable, Equatable {
         return dotMACNear + f * (dotMACFar - dotMACNear)
     }
 
+    /// A sparse per-sample strategy's scaling on this engine's workers relative to the best-scaling one (1 when
+    /// unmeasured; see `PerSampleScaling`).
+    public func scalingFactor(_ strategy: SparseStrategy, batch: Int) -> Double {
+        scaling?.factor(strategy, batch: batch) ?? 1
+    }
+
     public func gemvSeconds(rows: Int, k: Int) -> Double {
         guard rows > 0 && k > 0 else { return 0 }
         return gemvCall + Double(rows / 4 * 4 * k) * gemvMAC + Double(rows % 4 * k) * gemvRowMAC
@@ -135,7 +144,7 @@ public struct SparseCostModel: Sendable, Codable, Equatable {
 
     /// Identifies the machine and configuration a calibration is valid for.
     public static func fingerprint(kernels: KernelSet, workers: Int, cpu: CPUFeatures = .current) -> String {
-        "\(cpu.vendor) \(cpu.brand) family \(cpu.family) model \(cpu.model) | \(kernels.name) | \(kernels.blocking) | workers \(workers) | model v14"
+        "\(cpu.vendor) \(cpu.brand) family \(cpu.family) model \(cpu.model) | \(kernels.name) | \(kernels.blocking) | workers \(workers) | model v17"
     }
 
     /// Cached model for this fingerprint, or a fresh calibration (then cached; cache errors are ignored).
@@ -374,4 +383,41 @@ public struct SparseCostModelCache: Sendable {
     }
 
     private func getpidSafe() -> Int { Int(getpid()) }
+}
+
+/// How the sparse per-sample strategies scale over an engine's workers relative to each other: measured over predicted
+/// time of each, at two batch sizes (a unit-gate layer, H = 2048, r = 0.1; unit-major GEMMs on 16-unit blocks), divided
+/// by the smallest of them at that batch, interpolated in log batch. The calibrated terms are one core's and a
+/// prediction divides them over the workers; on 16 Xeon cores sample-major then scaled 10.6× and the dot kernel, at
+/// B = 32, far less, so `auto` picked the dots where sample-major was 1.4–2× faster. Relative, because on a busy VM
+/// the same calibration read 12–59× for all three strategies at once (absolute factors would have sent every layer to
+/// dense-then-mask), and dense-then-mask itself stays unscaled: where a factor errs, `auto` errs towards it (scaled
+/// too, at 3.6× on 16 Xeon cores, it let unit-major GEMMs 18–25 % slower than dense-then-mask through).
+public struct PerSampleScaling: Sendable, Codable, Equatable {
+    public static let batches = [32, 256]
+    public var unitMajor: [Double]
+    public var unitMajorDots: [Double]
+    public var sampleMajor: [Double]
+
+    public init(unitMajor: [Double], unitMajorDots: [Double], sampleMajor: [Double]) {
+        self.unitMajor = unitMajor; self.unitMajorDots = unitMajorDots; self.sampleMajor = sampleMajor
+    }
+
+    /// The strategy's time relative to the best-scaling one at this batch (1 … 8; 1 when unmeasured).
+    public func factor(_ strategy: SparseStrategy, batch: Int) -> Double {
+        let v: [Double]
+        switch strategy {
+        case .unitMajor: v = unitMajor
+        case .unitMajorDots: v = unitMajorDots
+        case .sampleMajor: v = sampleMajor
+        default: return 1
+        }
+        let valid: ([Double]) -> Bool = { $0.count == Self.batches.count && $0.allSatisfy { $0.isFinite && $0 > 0 } }
+        guard valid(v) else { return 1 }
+        let measured = [unitMajor, unitMajorDots, sampleMajor].filter(valid)
+        let relative = (0..<Self.batches.count).map { i in v[i] / measured.map { $0[i] }.min()! }
+        let lo = log(Double(Self.batches[0])), hi = log(Double(Self.batches[1]))
+        let f = min(1, max(0, (log(Double(max(1, batch))) - lo) / (hi - lo)))
+        return min(8, max(1, relative[0] + f * (relative[1] - relative[0])))
+    }
 }

@@ -41,9 +41,21 @@ public final class SparseEngine: @unchecked Sendable {
 
     /// The cost model for per-sample strategy choice: from the cache when this machine was seen
     /// before, else calibrated now by a short micro-measurement (~0.1 s) and cached.
+    /// On several workers the calibration also times each per-sample strategy on them (`measureScaling`): one core's
+    /// terms divided by the worker count misjudged how differently the strategies scale.
     public var costModel: SparseCostModel {
         if let m = model { return m }
-        let m = SparseCostModel.loadOrCalibrate(kernels: gemm.kernels, workers: workerCount, cache: costModelCache)
+        let fingerprint = SparseCostModel.fingerprint(kernels: gemm.kernels, workers: workerCount)
+        if let cached = costModelCache?.load(fingerprint: fingerprint) {
+            model = cached
+            return cached
+        }
+        var m = SparseCostModel.calibrate(kernels: gemm.kernels, fingerprint: fingerprint)
+        if workerCount > 1 {
+            model = m  // the strategies consult it while they are timed
+            m.scaling = measureScaling(m)
+        }
+        costModelCache?.store(m)
         model = m
         return m
     }
