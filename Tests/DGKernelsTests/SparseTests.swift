@@ -453,7 +453,7 @@ final class SparseTests: XCTestCase {
                 // Filled on the workers (each its own range of groups) for masks of ≥ 2^16 flags.
                 let parallel = UnitGroups(mask, blocksPerGroup: bpg, users: bpg == 1 ? stats.blockUsers : stats.wideUsers,
                                           executor: engine.gemm.executor)
-                if batch * blocks >= SparseEngine.parallelMaskStatsBytes { sawSplit = true }
+                if batch * blocks >= SparseEngine.parallelMaskFlags { sawSplit = true }
                 XCTAssertEqual(parallel.lo, lo, tag + " (split)")
                 XCTAssertEqual((0..<parallel.count).map { Array(parallel.rows[parallel.rowOffsets[$0]..<parallel.rowOffsets[$0 + 1]]) },
                                rows, tag + " (split)")

@@ -144,9 +144,9 @@ struct UnitGroups {
     /// out from these counts and filled in one pass over the mask's active blocks (a counting sort): appending sample
     /// by sample per group, with the arrays growing, was 4 % of a per-sample layer at B = 32, r ≈ 0.1.
     /// With an executor and a large mask, each worker fills the lists of its own range of groups (reading only those
-    /// groups' columns of the mask), so the workers write disjoint stretches of `rows`: on one thread the fill was a
-    /// tenth of a dot-product layer at 16 threads' worth of work. (Splitting by samples instead had neighbouring
-    /// workers writing the same lines of each group's list: 12 % slower on 2 threads.)
+    /// groups' columns of the mask), so the workers write disjoint stretches of `rows`: serial, the fill was 10–12 % of
+    /// a one-thread dot-product layer (B = 256, H = 2048, G = 1), far more of a 16-thread one. (Splitting by samples
+    /// instead had neighbouring workers writing the same lines of each group's list: 12 % slower on 2 threads.)
     init(_ mask: GateMask, blocksPerGroup: Int, users: [Int], executor: ParallelExecutor? = nil) {
         self.blocksPerGroup = blocksPerGroup
         let blocks = mask.blockCount, g = mask.granularity
@@ -163,7 +163,7 @@ struct UnitGroups {
         }
         rows = [Int32](repeating: 0, count: total)
         let bpg = blocksPerGroup, batch = mask.batch
-        let parallel = executor.map { $0.workerCount > 1 && batch * blocks >= SparseEngine.parallelMaskStatsBytes } ?? false
+        let parallel = executor.map { $0.workerCount > 1 && batch * blocks >= SparseEngine.parallelMaskFlags } ?? false
         guard total > 0 else { return }
         rows.withUnsafeMutableBufferPointer { rows in
             next.withUnsafeMutableBufferPointer { next in
@@ -416,7 +416,7 @@ extension SparseEngine {
     /// one Zen 5 core; at 16 threads on the Xeon VM dense-then-mask took 1.4–1.9× the dense layer).
     func maskStats(_ mask: GateMask, wideBlocksPerGroup bpg: Int) -> MaskStats {
         let bytes = mask.batch * mask.blockCount
-        guard workerCount > 1 && mask.batch >= 2 && bytes >= Self.parallelMaskStatsBytes else {
+        guard workerCount > 1 && mask.batch >= 2 && bytes >= Self.parallelMaskFlags else {
             return MaskStats(mask, wideBlocksPerGroup: bpg)
         }
         let parts = min(workerCount, mask.batch)
@@ -432,9 +432,9 @@ extension SparseEngine {
         return total
     }
 
-    /// Masks of at least this many block flags count their statistics on the workers (about 10 µs of counting
-    /// on one core).
-    static let parallelMaskStatsBytes = 1 << 16
+    /// Masks of at least this many block flags are walked on the workers — statistics and unit-major lists (about
+    /// 10 µs of counting on one core).
+    static let parallelMaskFlags = 1 << 16
 
     /// Per-sample (b) as dot products: each block's weight rows against just the samples that use it (one
     /// `rowSamplesGemv` call per active block), written in place; the inactive entries are zeroed after.
