@@ -412,12 +412,19 @@ public struct PerSampleScaling: Sendable, Codable, Equatable {
         case .sampleMajor: v = sampleMajor
         default: return 1
         }
-        let valid: ([Double]) -> Bool = { $0.count == Self.batches.count && $0.allSatisfy { $0.isFinite && $0 > 0 } }
+        // Called for every prediction of every per-sample call: no arrays built here.
+        @inline(__always) func valid(_ v: [Double]) -> Bool { v.count == 2 && v[0].isFinite && v[0] > 0 && v[1].isFinite && v[1] > 0 }
+        @inline(__always) func best(_ i: Int) -> Double {
+            var m = Double.infinity
+            if valid(unitMajor) { m = min(m, unitMajor[i]) }
+            if valid(unitMajorDots) { m = min(m, unitMajorDots[i]) }
+            if valid(sampleMajor) { m = min(m, sampleMajor[i]) }
+            return m
+        }
         guard valid(v) else { return 1 }
-        let measured = [unitMajor, unitMajorDots, sampleMajor].filter(valid)
-        let relative = (0..<Self.batches.count).map { i in v[i] / measured.map { $0[i] }.min()! }
+        let small = v[0] / best(0), large = v[1] / best(1)
         let lo = log(Double(Self.batches[0])), hi = log(Double(Self.batches[1]))
         let f = min(1, max(0, (log(Double(max(1, batch))) - lo) / (hi - lo)))
-        return min(8, max(1, relative[0] + f * (relative[1] - relative[0])))
+        return min(8, max(1, small + f * (large - small)))
     }
 }
