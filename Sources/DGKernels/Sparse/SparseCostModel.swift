@@ -147,11 +147,14 @@ public struct SparseCostModel: Sendable, Codable, Equatable {
         "\(cpu.vendor) \(cpu.brand) family \(cpu.family) model \(cpu.model) | \(kernels.name) | \(kernels.blocking) | workers \(workers) | model v17"
     }
 
-    /// Cached model for this fingerprint, or a fresh calibration (then cached; cache errors are ignored).
-    public static func loadOrCalibrate(kernels: KernelSet, workers: Int, cache: SparseCostModelCache?) -> SparseCostModel {
+    /// Cached model for this fingerprint, or a fresh calibration (then cached; cache errors are ignored). `extend` adds
+    /// what only the caller can measure to a fresh calibration before it is cached (the engine: its workers' scaling).
+    public static func loadOrCalibrate(kernels: KernelSet, workers: Int, cache: SparseCostModelCache?,
+                                       extend: ((SparseCostModel) -> SparseCostModel)? = nil) -> SparseCostModel {
         let fp = fingerprint(kernels: kernels, workers: workers)
         if let cached = cache?.load(fingerprint: fp) { return cached }
-        let model = calibrate(kernels: kernels, fingerprint: fp)
+        var model = calibrate(kernels: kernels, fingerprint: fp)
+        if let extend { model = extend(model) }
         cache?.store(model)
         return model
     }

@@ -45,17 +45,13 @@ public final class SparseEngine: @unchecked Sendable {
     /// terms divided by the worker count misjudged how differently the strategies scale.
     public var costModel: SparseCostModel {
         if let m = model { return m }
-        let fingerprint = SparseCostModel.fingerprint(kernels: gemm.kernels, workers: workerCount)
-        if let cached = costModelCache?.load(fingerprint: fingerprint) {
-            model = cached
-            return cached
+        let m = SparseCostModel.loadOrCalibrate(kernels: gemm.kernels, workers: workerCount, cache: costModelCache) { base in
+            guard self.workerCount > 1 else { return base }
+            self.model = base  // the strategies consult it while they are timed
+            var extended = base
+            extended.scaling = self.measureScaling(base)
+            return extended
         }
-        var m = SparseCostModel.calibrate(kernels: gemm.kernels, fingerprint: fingerprint)
-        if workerCount > 1 {
-            model = m  // the strategies consult it while they are timed
-            m.scaling = measureScaling(m)
-        }
-        costModelCache?.store(m)
         model = m
         return m
     }

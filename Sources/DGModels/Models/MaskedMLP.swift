@@ -135,8 +135,8 @@ public final class MaskedMLP: InferenceModel, PhaseProfiled {
     /// Keeps the threshold pass of synthetic gates observable (its result is replaced by the drawn mask).
     private var decisionSink = 0
 
-    /// bits[i] = p_i > tau, computed on logits: z_i > T·logit(tau). Written into one array kept across calls (a fresh
-    /// batch × gates array per forward was page faults on every call: 512 KB at B = 256, 2048 gates).
+    /// bits[i] = p_i > tau, computed on logits: z_i > T·logit(tau), into one array kept across calls (no batch × gates
+    /// allocation per forward: 512 KB at B = 256, 2048 gates).
     private func thresholdGates(_ z: UnsafePointer<Float>, count: Int) -> [UInt8] {
         let T = spec.temperature, tau = spec.threshold
         let cut: Float = tau <= 0 ? -.infinity : (tau >= 1 ? .infinity : Float(T * log(tau / (1 - tau))))
