@@ -263,12 +263,8 @@ extension SparseEngine {
                          h: Int, mask: GateMask, relu: Bool, strategy: PerSampleStrategy, packed: PackedWeights?,
                          out: UnsafeMutablePointer<Float>) -> SparseReport {
         let g = mask.granularity, blocks = mask.blockCount, nr = gemm.kernels.nr
-        let wide = g < nr ? max(1, nr / g) : 1
-        // Pre-packed weights serve a grouping whose groups start on panel boundaries.
-        let exactAligned = packed != nil && g % nr == 0
-        // NR/2-unit blocks of pre-packed weights run on half panels where the ISA has that kernel (AVX-512: G = 16).
-        let halfAligned = packed != nil && gemm.hasHalfPanelKernel && g == nr / 2
-        let wideAligned = packed != nil && (wide * g) % nr == 0
+        let layout = unitMajorLayout(granularity: g, packed: packed != nil)
+        let wide = layout.wide
         let stats = maskStats(mask, wideBlocksPerGroup: wide)
         let pairs = stats.activePairs
         let maskBytes = batch * blocks
@@ -282,9 +278,9 @@ extension SparseEngine {
         if strategy == .auto || strategy == .unitMajor {
             let model = costModel
             let kernel = unitMajorKernel
-            let tExact = kernel == .dots ? .infinity : predictUnitMajor1(model, stats, wide: false, packedB: exactAligned || halfAligned,
-                                                                         d: d, panelWidth: halfAligned ? nr / 2 : nr)
-            let tWide = wide > 1 && kernel != .dots ? predictUnitMajor1(model, stats, wide: true, packedB: wideAligned, d: d) : .infinity
+            let grouped = kernel == .dots ? (exact: Double.infinity, wide: Double.infinity)
+                : predictUnitMajorGroupings(model, stats, layout, d: d)
+            let tExact = grouped.exact, tWide = grouped.wide
             // Forced to the GEMMs, or a model calibrated before the dot kernel existed: never dots.
             let tDots = kernel == .gemm ? .infinity : predictUnitDots1(model, stats, d: d)
             dots = kernel == .dots || tDots < min(tExact, tWide)
@@ -320,8 +316,8 @@ extension SparseEngine {
         case .unitMajor:
             let groups = UnitGroups(mask, blocksPerGroup: blocksPerGroup,
                                     users: blocksPerGroup == 1 ? stats.blockUsers : stats.wideUsers, executor: gemm.executor)
-            let usePacked = blocksPerGroup == 1 ? exactAligned : wideAligned
-            let useHalf = blocksPerGroup == 1 && halfAligned
+            let usePacked = blocksPerGroup == 1 ? layout.exactAligned : layout.wideAligned
+            let useHalf = blocksPerGroup == 1 && layout.halfAligned
             groups.rows.withUnsafeBufferPointer { rows in
                 let body: (Range<Int>, GemmEngine, AlignedBuffer) -> Void = { range, engine, buffer in
                     for gi in range {
@@ -614,6 +610,34 @@ extension SparseEngine {
         let tasks = batch * h * d >= gemm.parallelThresholdMACs ? workerCount : 1
         // Unscaled on purpose (see `PerSampleScaling`).
         return parallel(m.gemmSeconds(m: batch, n: h, k: d, packedB: packedB), tasks: tasks) + m.passSeconds(bytes: 4 * batch * h)
+    }
+
+    /// How unit-major groups of G-unit blocks meet the micro-kernel's NR-wide panels: `wide` adjacent blocks fill NR
+    /// columns; with pre-packed weights, exact blocks start on panel boundaries (G a multiple of NR) or run on half
+    /// panels (G = NR/2 where the ISA has that kernel: AVX-512, G = 16), wide groups when they span whole panels.
+    struct UnitMajorLayout {
+        let wide: Int
+        let exactAligned: Bool
+        let halfAligned: Bool
+        let wideAligned: Bool
+    }
+
+    func unitMajorLayout(granularity g: Int, packed: Bool) -> UnitMajorLayout {
+        let nr = gemm.kernels.nr
+        let wide = g < nr ? max(1, nr / g) : 1
+        return UnitMajorLayout(wide: wide, exactAligned: packed && g % nr == 0,
+                               halfAligned: packed && gemm.hasHalfPanelKernel && g == nr / 2,
+                               wideAligned: packed && (wide * g) % nr == 0)
+    }
+
+    /// Predicted seconds of the grouped-GEMM unit-major strategy on exact blocks and on wide groups (∞ without one).
+    func predictUnitMajorGroupings(_ m: SparseCostModel, _ s: MaskStats, _ layout: UnitMajorLayout, d: Int)
+        -> (exact: Double, wide: Double) {
+        let nr = gemm.kernels.nr
+        let exact = predictUnitMajor1(m, s, wide: false, packedB: layout.exactAligned || layout.halfAligned, d: d,
+                                      panelWidth: layout.halfAligned ? nr / 2 : nr)
+        let wide = layout.wide > 1 ? predictUnitMajor1(m, s, wide: true, packedB: layout.wideAligned, d: d) : .infinity
+        return (exact, wide)
     }
 
     func predictUnitMajor1(_ m: SparseCostModel, _ s: MaskStats, wide: Bool, packedB: Bool, d: Int,

@@ -7,7 +7,7 @@ extension SparseEngine {
     /// at the two batches of `PerSampleScaling`; the best of three calls each. About 0.1 s at 16 threads.
     /// The engine's own model must already be `model` (the strategies consult it while they run).
     func measureScaling(_ model: SparseCostModel) -> PerSampleScaling {
-        let d = 784, h = 2048, nr = gemm.kernels.nr
+        let d = 784, h = 2048
         var rng = SplitMix64(seed: 23)
         let w = (0..<(h * d)).map { _ in rng.nextFloat() - 0.5 }
         let savedKernel = unitMajorKernel
@@ -24,17 +24,13 @@ extension SparseEngine {
                     return try! GateMask.perSample(bits: bits, batch: batch, granularity: g, units: h)
                 }
                 let units = mask(granularity: 1, active: 0.1), blocks16 = mask(granularity: 16, active: 0.1)
-                let unitStats = maskStats(units, wideBlocksPerGroup: max(1, nr))
-                let g16 = 16, wide16 = g16 < nr ? max(1, nr / g16) : 1
-                let stats16 = maskStats(blocks16, wideBlocksPerGroup: wide16)
-                let half = gemm.hasHalfPanelKernel && g16 == nr / 2
-                let tExact = predictUnitMajor1(model, stats16, wide: false, packedB: g16 % nr == 0 || half, d: d,
-                                               panelWidth: half ? nr / 2 : nr)
-                let tWide = wide16 > 1 ? predictUnitMajor1(model, stats16, wide: true, packedB: (wide16 * g16) % nr == 0, d: d) : .infinity
+                let unitStats = maskStats(units, wideBlocksPerGroup: unitMajorLayout(granularity: 1, packed: true).wide)
+                let layout16 = unitMajorLayout(granularity: 16, packed: true)
+                let grouped = predictUnitMajorGroupings(model, maskStats(blocks16, wideBlocksPerGroup: layout16.wide), layout16, d: d)
                 let cases: [(SparseStrategy, PerSampleStrategy, UnitMajorKernelChoice, GateMask, Double)] = [
                     (.unitMajorDots, .unitMajor, .dots, units, predictUnitDots1(model, unitStats, d: d)),
                     (.sampleMajor, .sampleMajor, .auto, units, predictSampleMajor1(model, unitStats, d: d)),
-                    (.unitMajor, .unitMajor, .gemm, blocks16, min(tExact, tWide)),
+                    (.unitMajor, .unitMajor, .gemm, blocks16, min(grouped.exact, grouped.wide)),
                 ]
                 x.withUnsafeBufferPointer { xp in
                     out.withUnsafeMutableBufferPointer { op in
