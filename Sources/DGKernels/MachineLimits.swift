@@ -58,6 +58,23 @@ public struct MachineLimits: Codable, Sendable, Equatable {
         return allCoresMeasurementIsClean && t >= Double(cores) ? min(linear, fmaPeakGflopsAllCores) : linear
     }
 
+    /// How far a fresh per-core FMA probe may sit from the cached figure before the cache counts as stale.
+    public static let stalePeakTolerance = 0.10
+
+    /// Why these (cached) limits no longer describe the machine, or nil: a per-core FMA peak probed now that differs
+    /// from the cached one by more than `stalePeakTolerance` either way. The cache is keyed by CPU model and core
+    /// count, which a VM keeps when it moves host or its clock changes, and a slow spell must not stay frozen in it
+    /// (seen on the 2-vCPU VM: a measurement read 216 GFLOP/s per core against 262 cached, and 256–262 again
+    /// minutes later); a probe above the cache means the cached run was the disturbed one.
+    public func staleness(probedPeakPerCore probe: Double) -> String? {
+        guard fmaPeakGflopsPerCore > 0, probe > 0 else { return nil }
+        let drift = probe / fmaPeakGflopsPerCore - 1
+        guard abs(drift) > Self.stalePeakTolerance else { return nil }
+        let percent = Int((drift * 100).rounded())
+        return "FMA peak per core probed at \(Int(probe.rounded())) GFLOP/s, cached \(Int(fmaPeakGflopsPerCore.rounded())) "
+            + "(\(percent > 0 ? "+" : "")\(percent) %, measured \(measuredAt))"
+    }
+
     /// The all-cores FMA measurement ran undisturbed (see `peakGflops(threads:)`).
     public var allCoresMeasurementIsClean: Bool {
         fmaPeakGflopsAllCores >= 0.8 * fmaPeakGflopsPerCore * Double(max(cores, 1))

@@ -186,6 +186,36 @@ final class ProfileTests: XCTestCase {
         XCTAssertNil(MachineLimitsCache.store(Self.limits, environment: [:]).path)
     }
 
+    /// A cached record is used while a per-core FMA probe agrees with it within 10 %; a host that got slower (or a
+    /// cached run that was disturbed) is measured again.
+    func testStaleLimitsAreMeasuredAgain() throws {
+        XCTAssertNil(Self.limits.staleness(probedPeakPerCore: 100))
+        XCTAssertNil(Self.limits.staleness(probedPeakPerCore: 91))
+        XCTAssertNil(Self.limits.staleness(probedPeakPerCore: 109))
+        let slower = try XCTUnwrap(Self.limits.staleness(probedPeakPerCore: 82))
+        XCTAssertTrue(slower.contains("82 GFLOP/s") && slower.contains("cached 100") && slower.contains("-18 %"), slower)
+        XCTAssertTrue(try XCTUnwrap(Self.limits.staleness(probedPeakPerCore: 125)).contains("+25 %"))
+
+        let dir = "/tmp/dgperf-stale-test-\(getpid())"
+        defer { _ = system("rm -rf '\(dir)'") }
+        let env = ["XDG_CACHE_HOME": dir]
+        let kernels = try KernelSet.select(.auto)
+        var cached = Self.limits
+        cached.fingerprint = EnvironmentInfo.current(kernels: kernels, dgperfVersion: "").fingerprint
+        cached.measuredAt = "cached"
+        XCTAssertNil(MachineLimitsCache.store(cached, environment: env).problem)
+        var lines: [String] = []
+        let kept = MachineLimitsCache.obtain(kernels: kernels, options: .quick, environment: env, probe: { _ in 104 },
+                                             log: { lines.append($0) })
+        XCTAssertEqual(kept, cached)
+        XCTAssertTrue(lines.last?.contains("cached (") == true, "\(lines)")
+        let fresh = MachineLimitsCache.obtain(kernels: kernels, options: .quick, environment: env, probe: { _ in 70 },
+                                              log: { lines.append($0) })
+        XCTAssertNotEqual(fresh.measuredAt, "cached")
+        XCTAssertTrue(lines.contains { $0.contains("look stale") && $0.contains("-30 %") }, "\(lines)")
+        XCTAssertEqual(MachineLimitsCache.load(fingerprint: cached.fingerprint, environment: env), fresh, "re-cached")
+    }
+
     func testReportJSONRoundTripRooflineAndTable() throws {
         let spec = ModelSpec(kind: .dg, hidden: [64], activeFraction: 0.25, granularity: 16)
         let req = request(spec, batch: 32)

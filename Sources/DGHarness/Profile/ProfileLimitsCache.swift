@@ -48,17 +48,24 @@ public enum MachineLimitsCache {
         return String(decoding: (try? enc.encode(limits)) ?? Data("{}".utf8), as: UTF8.self) + "\n"
     }
 
-    /// Cached limits for this machine, or measured now on all cores (and cached). `log` gets one line
-    /// saying which (and why the cache could not be written, if so).
+    /// Cached limits for this machine, or measured now on all cores (and cached). A cached record is used only
+    /// while a short per-core FMA probe (~40 ms) agrees with it (`MachineLimits.staleness`); otherwise it is measured
+    /// again. `log` gets one line saying which (and why the cache could not be written, if so).
     public static func obtain(kernels: KernelSet, refresh: Bool = false, options: MachineLimitsProbe.Options = .init(),
                               environment: [String: String] = currentEnvironment(),
+                              probe: (KernelSet) -> Double = { FMAPeak.measure($0, seconds: 0.004, trials: 8) },
                               log: (String) -> Void = { _ in }) -> MachineLimits {
         let env = EnvironmentInfo.current(kernels: kernels, dgperfVersion: "")
         if !refresh, let cached = load(fingerprint: env.fingerprint, environment: environment) {
-            log("machine limits: cached (\(path(fingerprint: env.fingerprint, environment: environment) ?? "")), measured \(cached.measuredAt); --refresh-limits to re-measure")
-            return cached
+            if let stale = cached.staleness(probedPeakPerCore: probe(kernels)) {
+                log("machine limits: cached figures look stale (\(stale)); measuring again")
+            } else {
+                log("machine limits: cached (\(path(fingerprint: env.fingerprint, environment: environment) ?? "")), measured \(cached.measuredAt); --refresh-limits to re-measure")
+                return cached
+            }
+        } else {
+            log("machine limits: measuring (FMA peak, STREAM copy/triad, cache levels; a few seconds)…")
         }
-        log("machine limits: measuring (FMA peak, STREAM copy/triad, cache levels; a few seconds)…")
         let executor = ExecutorFactory.make(threads: env.logicalCores)
         let limits = MachineLimitsProbe.measure(kernels: kernels, executor: executor, fingerprint: env.fingerprint,
                                                 cpuModel: env.cpuModel, caches: env.caches, measuredAt: Clock.isoNow(),
