@@ -605,6 +605,19 @@ final class SparseTests: XCTestCase {
         XCTAssertEqual(r2.strategy, .denseThenMask, "\(r2.predictedSeconds)")
     }
 
+    /// The calibration keeps each measurement's best over its passes, matched by position in the sequence: a slow
+    /// spell in one pass does not reach the model (one such calibration read the GEMM at half speed).
+    func testCalibrationKeepsEachMeasurementsBestOverPasses() {
+        let minima = PassMinima()
+        XCTAssertEqual([3.0, 5, 2].map(minima.keep), [3, 5, 2])
+        minima.rewind()
+        XCTAssertEqual([4.0, 1, 2].map(minima.keep), [3, 1, 2])
+        minima.rewind()
+        XCTAssertEqual([9.0, 9, 0.5].map(minima.keep), [3, 1, 0.5])
+        XCTAssertEqual(minima.keep(7), 7, "a measurement the earlier passes did not make")
+        XCTAssertGreaterThan(SparseCostModel.calibrationPasses, 1)
+    }
+
     /// On several workers the engine's calibration also times each per-sample strategy there (measured over predicted
     /// at B = 32 and 256); the factor interpolates in log batch, is clamped, and is 1 where nothing was measured.
     func testCostModelMeasuresScalingOnSeveralWorkers() throws {

@@ -93,7 +93,7 @@ struct KernelCommand: ParsableCommand {
         let model = sparse.costModel
         let calib = Double(monotonicNanos() - t0) / 1e9
         print("dgperf kernel  kernel=\(kernels.name)  threads=\(threads) (\(ExecutorFactory.pinningPolicy))  \(kernels.blocking)  reps=\(reps)  build=optimized")
-        print("cost model: \(cached ? "loaded from cache" : "calibrated in \(Format.fixed(calib * 1e3, 0)) ms") — gemm \(Format.fixed(1 / model.gemmMAC / 1e9, 1)) GMAC/s, gemv \(Format.fixed(1 / model.gemvMAC / 1e9, 1)) GMAC/s, gemm call \(Format.fixed(model.gemmCall * 1e6, 2)) µs")
+        print("cost model: \(cached ? "loaded from cache" : "calibrated in \(Format.fixed(calib * 1e3, 0)) ms") — gemm \(Format.fixed(1 / model.gemmMAC / 1e9, 1)) GMAC/s, gemv \(Format.fixed(1 / model.gemvMAC / 1e9, 1)) GMAC/s, dots \(Format.fixed(1 / model.dotMACNear / 1e9, 1)) GMAC/s (x in L2), gemm call \(Format.fixed(model.gemmCall * 1e6, 2)) µs")
         print("weights: \(prepacked ? "pre-packed once (dense and sparse alike)" : "packed on every call (dense and sparse alike)")")
         print("each path is timed interleaved with the dense layer (A/B per repetition; each sample after an untimed call of its own,")
         print("so neither finds the other's data in cache); speedup = dense median / path median,")
