@@ -198,11 +198,15 @@ final class SparseTests: XCTestCase {
             let runs: [(PerSampleStrategy, UnitMajorKernelChoice)] = PerSampleStrategy.allCases.flatMap {
                 $0 == .unitMajor ? [($0, .gemm), ($0, .dots)] : [($0, .auto)]
             }
+            // The hot/cold split at a threshold drawn per case (every distinct user count gets its turn over the suite).
+            let blockUsers = (0..<blocks).map { j in (0..<batch).reduce(0) { $0 + Int(bits[$1 * blocks + j]) } }
+            let hotUsers = 1 + caseIndex % batch
             for (strategy, kernel) in runs { for pk in [nil, packed] {
                 let tag = tag + (pk == nil ? "" : " packed") + (strategy == .unitMajor ? " \(kernel)" : "")
                 var o = [Float](repeating: .nan, count: batch * h)
                 engine.unitMajorKernel = kernel
-                defer { engine.unitMajorKernel = .auto }
+                engine.hotBlockUsers = hotUsers
+                defer { engine.unitMajorKernel = .auto; engine.hotBlockUsers = nil }
                 let r = try engine.gatedLinear(input: x, batch: batch, inFeatures: d, weights: w, bias: bias, units: h,
                                                mask: mask, strategy: strategy, packed: pk, output: &o)
                 if let m = firstMismatch(o, refP, scaleP) { XCTFail("per-sample L1 \(strategy) → \(r.strategy) \(tag): \(m)"); return }
@@ -219,6 +223,16 @@ final class SparseTests: XCTestCase {
                 case .unitMajorDots:
                     XCTAssertTrue(strategy == .auto || kernel == .dots, "\(tag): dots ran for \(strategy) \(kernel)")
                     XCTAssertEqual(r.cost.wasted.macs, 0, tag)
+                case .hotColdSplit where strategy == .auto:
+                    break  // the model's own threshold (see testAutoSplitsHotAndColdBlocks)
+                case .hotColdSplit:
+                    // Hot blocks: every sample's multiply-adds; cold blocks: their users' only.
+                    var executed = 0
+                    for j in 0..<blocks {
+                        let width = min((j + 1) * g, h) - j * g
+                        executed += (blockUsers[j] >= hotUsers ? batch : blockUsers[j]) * width * d
+                    }
+                    XCTAssertEqual(r.cost.total.macs, executed, tag)
                 case .sharedRuns, .sharedPanels, .sharedGather, .dense:
                     // One sample's mask is a shared mask: `.auto` takes the shared paths at batch 1.
                     XCTAssertTrue(strategy == .auto && batch == 1, "\(tag): \(strategy) ran the shared path \(r.strategy)")
@@ -457,9 +471,55 @@ final class SparseTests: XCTestCase {
                 XCTAssertEqual(parallel.lo, lo, tag + " (split)")
                 XCTAssertEqual((0..<parallel.count).map { Array(parallel.rows[parallel.rowOffsets[$0]..<parallel.rowOffsets[$0 + 1]]) },
                                rows, tag + " (split)")
+                // Groups with many users left out (hotColdSplit's cold part), serial and on the workers.
+                guard bpg == 1 else { continue }
+                let cutoff = max(1, batch / 3)
+                let keep = rows.indices.filter { rows[$0].count < cutoff }
+                for executor in [nil, engine.gemm.executor] as [ParallelExecutor?] {
+                    let cold = UnitGroups(mask, blocksPerGroup: 1, users: stats.blockUsers, executor: executor, excludingUsers: cutoff)
+                    XCTAssertEqual(cold.lo, keep.map { lo[$0] }, tag + " (cold)")
+                    XCTAssertEqual((0..<cold.count).map { Array(cold.rows[cold.rowOffsets[$0]..<cold.rowOffsets[$0 + 1]]) },
+                                   keep.map { rows[$0] }, tag + " (cold)")
+                    XCTAssertEqual(cold.listedRows, keep.reduce(0) { $0 + rows[$1].count }, tag + " (cold)")
+                }
             }
         }
         XCTAssertTrue(sawSplit, "no mask was large enough to split")
+    }
+
+    /// Auto splits a mask with a few blocks used by most samples and many used by few (as learned gates give): the hot
+    /// ones as the shared GEMM, the rest as dot products; results against float64 and the MAC split in closed form.
+    func testAutoSplitsHotAndColdBlocks() throws {
+        var model = testCostModel
+        model.dotMACNear = 4e-11; model.dotMACFar = 4e-11; model.dotNearBytes = 1; model.dotFarBytes = 2
+        model.dotMACHot = 2e-11
+        model.rowsCall = 1e-6; model.rowsMAC = 1e-11
+        let engine = SparseEngine(gemm: try makeGemm(threads: 1), costModel: model, costModelCache: nil)
+        var rng = SplitMix64(seed: 21)
+        for (batch, h, g) in [(64, 256, 1), (32, 300, 4)] {
+            let d = 96, blocks = (h + g - 1) / g
+            let x = randomArray(batch * d, &rng), w = randomArray(h * d, &rng), bias = randomArray(h, &rng)
+            // Every eighth block on for 90 % of the samples, the rest for 3 %.
+            let bits = (0..<(batch * blocks)).map { i in UInt8(rng.nextDouble() < (i % blocks % 8 == 0 ? 0.9 : 0.03) ? 1 : 0) }
+            let mask = try GateMask.perSample(bits: bits, batch: batch, granularity: g, units: h)
+            var o = [Float](repeating: .nan, count: batch * h)
+            let r = try engine.gatedLinear(input: x, batch: batch, inFeatures: d, weights: w, bias: bias, units: h,
+                                           mask: mask, output: &o)
+            XCTAssertEqual(r.strategy, .hotColdSplit, "\(r.predictedSeconds)")
+            let pre = Reference.sgemm(transB: true, m: batch, n: h, k: d, a: x, lda: d, b: w, ldb: d)
+            for b in 0..<batch { for u in 0..<h {
+                let want = bits[b * blocks + u / g] != 0 ? max(0, pre[b * h + u] + Double(bias[u])) : 0
+                XCTAssertEqual(Double(o[b * h + u]), want, accuracy: 1e-4 * Double(d), "B=\(batch) G=\(g) (\(b), \(u))")
+            } }
+            let users = (0..<blocks).map { j in (0..<batch).reduce(0) { $0 + Int(bits[$1 * blocks + j]) } }
+            // The executed MACs match one threshold: hot blocks for the whole batch, cold ones for their users.
+            let executed = (1...batch).map { t in
+                (0..<blocks).reduce(0) { $0 + (users[$1] >= t ? batch : users[$1]) * (min(($1 + 1) * g, h) - $1 * g) } * d
+            }
+            XCTAssertTrue(executed.contains(r.cost.total.macs), "\(r.cost.total.macs)")
+            XCTAssertLessThan(r.cost.total.macs, batch * h * d / 2, "most blocks ran cold")
+            XCTAssertEqual(r.cost.useful.macs, mask.activePairs(batch: batch, units: h) * d)
+        }
     }
 
     /// The multi-sample gathered gemv on its own: k around the vector width and layer-sized, sample counts around

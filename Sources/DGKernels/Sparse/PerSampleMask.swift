@@ -147,24 +147,29 @@ struct UnitGroups {
     /// groups' columns of the mask), so the workers write disjoint stretches of `rows`: serial, the fill was 10–12 % of
     /// a one-thread dot-product layer (B = 256, H = 2048, G = 1), far more of a 16-thread one. (Splitting by samples
     /// instead had neighbouring workers writing the same lines of each group's list: 12 % slower on 2 threads.)
-    init(_ mask: GateMask, blocksPerGroup: Int, users: [Int], executor: ParallelExecutor? = nil) {
+    /// Groups with `excludingUsers` users or more are left out of the lists (`hotColdSplit` runs them elsewhere);
+    /// their rows are still written, past the listed ones, so the fill needs no test per entry.
+    init(_ mask: GateMask, blocksPerGroup: Int, users: [Int], executor: ParallelExecutor? = nil,
+         excludingUsers: Int = .max) {
         self.blocksPerGroup = blocksPerGroup
         let blocks = mask.blockCount, g = mask.granularity
         precondition(users.count == (blocks + blocksPerGroup - 1) / blocksPerGroup, "one user count per group")
         var next = [Int](repeating: 0, count: users.count)
         var total = 0
-        let groups = users.reduce(0) { $0 + ($1 > 0 ? 1 : 0) }
+        let groups = users.reduce(0) { $0 + ($1 > 0 && $1 < excludingUsers ? 1 : 0) }
         lo.reserveCapacity(groups); hi.reserveCapacity(groups); rowOffsets.reserveCapacity(groups + 1)
-        for i in 0..<users.count where users[i] > 0 {
+        for i in 0..<users.count where users[i] > 0 && users[i] < excludingUsers {
             next[i] = total; total += users[i]
             let l = i * blocksPerGroup * g, h = min((i + 1) * blocksPerGroup * g, mask.units)
             lo.append(l); hi.append(h); rowOffsets.append(total)
             computedPairs += users[i] * (h - l)
         }
-        rows = [Int32](repeating: 0, count: total)
+        var all = total
+        for i in 0..<users.count where users[i] >= excludingUsers { next[i] = all; all += users[i] }
+        rows = [Int32](repeating: 0, count: all)
         let bpg = blocksPerGroup, batch = mask.batch
         let parallel = executor.map { $0.workerCount > 1 && batch * blocks >= SparseEngine.parallelMaskFlags } ?? false
-        guard total > 0 else { return }
+        guard all > 0 else { return }
         rows.withUnsafeMutableBufferPointer { rows in
             next.withUnsafeMutableBufferPointer { next in
                 mask.bits.withUnsafeBufferPointer { bits in
@@ -197,6 +202,8 @@ struct UnitGroups {
         }
     }
     var count: Int { lo.count }
+    /// Entries of the listed groups' row lists (excluded groups' rows follow them in `rows`).
+    var listedRows: Int { rowOffsets[rowOffsets.count - 1] }
 }
 
 /// Calls `body(gi)` once for each group of `blocksPerGroup` adjacent blocks (the last one partial) that holds an active
@@ -275,6 +282,7 @@ extension SparseEngine {
         // Unit-major grouping (exact blocks, or `wide` adjacent blocks per group to fill NR columns): the model picks.
         var blocksPerGroup = 1
         var dots = false
+        var hotUsers = Int.max  // hotColdSplit: blocks with at least this many users run as the shared GEMM
         if strategy == .auto || strategy == .unitMajor {
             let model = costModel
             let kernel = unitMajorKernel
@@ -289,10 +297,22 @@ extension SparseEngine {
                 let tDense = predictDense1(model, batch: batch, h: h, d: d, packedB: packed != nil)
                 let tUnit = min(tExact, tWide, tDots)
                 let tSample = predictSampleMajor1(model, stats, d: d)
-                predicted = PerSamplePredictions(denseThenMask: tDense, unitMajor: tUnit, sampleMajor: tSample)
-                let sparseBest = min(tUnit, tSample)
-                chosen = sparseBest < autoMargin * tDense ? (tUnit <= tSample ? .unitMajor : .sampleMajor) : .denseThenMask
+                let split = predictHotCold1(model, stats, d: d)
+                predicted = PerSamplePredictions(denseThenMask: tDense, unitMajor: tUnit, sampleMajor: tSample,
+                                                 hotColdSplit: split.seconds)
+                let sparseBest = min(tUnit, tSample, split.seconds)
+                if sparseBest >= autoMargin * tDense {
+                    chosen = .denseThenMask
+                } else if split.seconds < min(tUnit, tSample) {
+                    chosen = .hotColdSplit
+                    hotUsers = split.hotUsers
+                } else {
+                    chosen = tUnit <= tSample ? .unitMajor : .sampleMajor
+                }
             }
+        }
+        if strategy == .hotColdSplit {
+            hotUsers = hotBlockUsers ?? predictHotCold1(costModel, stats, d: d, properSplit: true).hotUsers
         }
 
         switch chosen {
@@ -308,6 +328,10 @@ extension SparseEngine {
                                      wasted: KernelCost(macs: denseMACs - pairs * d))
             return SparseReport(strategy: .denseThenMask, cost: cost, denseMACs: denseMACs, activePairs: pairs,
                                 predictions: predicted)
+
+        case .hotColdSplit:
+            return hotColdLayer1(x: x, batch: batch, d: d, w: w, bias: bias, h: h, mask: mask, stats: stats, relu: relu,
+                                 packed: packed, out: out, useful: useful, predicted: predicted, hotUsers: hotUsers)
 
         case .unitMajor where dots:
             return unitDotsLayer1(x: x, batch: batch, d: d, w: w, bias: bias, h: h, mask: mask, stats: stats, relu: relu,
@@ -363,8 +387,8 @@ extension SparseEngine {
             groupUseful.bytesRead = 4 * (0..<groups.count).reduce(0) { $0 + (groups.hi[$1] - groups.lo[$1]) * d }
             let cost = CostBreakdown(
                 useful: groupUseful,
-                overhead: KernelCost(bytesRead: maskBytes + 4 * groups.rows.count * d,
-                                     bytesWritten: 4 * (groups.rows.count + batch * h - pairs)),
+                overhead: KernelCost(bytesRead: maskBytes + 4 * groups.listedRows * d,
+                                     bytesWritten: 4 * (groups.listedRows + batch * h - pairs)),
                 wasted: KernelCost(macs: executed - pairs * d))
             return SparseReport(strategy: .unitMajor, cost: cost, denseMACs: denseMACs, activePairs: pairs,
                                 predictions: predicted)
@@ -436,8 +460,9 @@ extension SparseEngine {
     /// `rowSamplesGemv` call per active block), written in place; the inactive entries are zeroed after.
     func unitDotsLayer1(x: UnsafePointer<Float>, batch: Int, d: Int, w: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                         h: Int, mask: GateMask, stats: MaskStats, relu: Bool, out: UnsafeMutablePointer<Float>,
-                        useful: KernelCost, predicted: PerSamplePredictions?) -> SparseReport {
-        let groups = UnitGroups(mask, blocksPerGroup: 1, users: stats.blockUsers, executor: gemm.executor)
+                        useful: KernelCost, predicted: PerSamplePredictions?, excludingUsers: Int = .max) -> SparseReport {
+        let groups = UnitGroups(mask, blocksPerGroup: 1, users: stats.blockUsers, executor: gemm.executor,
+                                excludingUsers: excludingUsers)
         let kernel = gemm.kernels.rowSamplesGemv
         groups.rows.withUnsafeBufferPointer { rows in
             let body: (Range<Int>) -> Void = { range in
@@ -480,9 +505,41 @@ extension SparseEngine {
         rowsUseful.bytesRead = 4 * (0..<groups.count).reduce(0) { $0 + (groups.hi[$1] - groups.lo[$1]) * d }
         let cost = CostBreakdown(
             useful: rowsUseful,
-            overhead: KernelCost(bytesRead: mask.batch * mask.blockCount + 4 * groups.rows.count * d,
+            overhead: KernelCost(bytesRead: mask.batch * mask.blockCount + 4 * groups.listedRows * d,
                                  bytesWritten: 4 * (batch * h - pairs)))
         return SparseReport(strategy: .unitMajorDots, cost: cost, denseMACs: batch * h * d, activePairs: pairs,
+                            predictions: predicted)
+    }
+
+    /// Per-sample `hotColdSplit`: the blocks with at least `hotUsers` users run as one shared-mask GEMM over the whole
+    /// batch (full width, every other column written 0), then the other blocks as unit-major dot products over just
+    /// their samples, and `unitDotsLayer1`'s mask pass zeroes the hot columns' inactive samples. Learned gates leave a
+    /// few units on for most inputs and most units for few: one trained model here (r = 0.14, 512 units) had 61 units
+    /// with ≥ 50 % users holding 64 % of the active pairs, and half its units at ≤ 2 % — a GEMM wastes little on the
+    /// first kind and the dots waste nothing on the second.
+    func hotColdLayer1(x: UnsafePointer<Float>, batch: Int, d: Int, w: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                       h: Int, mask: GateMask, stats: MaskStats, relu: Bool, packed: PackedWeights?,
+                       out: UnsafeMutablePointer<Float>, useful: KernelCost, predicted: PerSamplePredictions?,
+                       hotUsers: Int) -> SparseReport {
+        let g = mask.granularity
+        var hot: [Int32] = []
+        var hotPairs = 0
+        for (j, users) in stats.blockUsers.enumerated() where users >= hotUsers {
+            let lo = j * g, hi = min(lo + g, h)
+            for u in lo..<hi { hot.append(Int32(u)) }
+            hotPairs += users * (hi - lo)
+        }
+        let shared = hot.withUnsafeBufferPointer { units in
+            sharedLayer1(x: x, batch: batch, d: d, w: w, bias: bias, h: h, units: units, relu: relu, layout: .scattered,
+                         packed: packed, out: out, denseMACs: batch * h * d)
+        }
+        let cold = unitDotsLayer1(x: x, batch: batch, d: d, w: w, bias: bias, h: h, mask: mask, stats: stats, relu: relu,
+                                  out: out, useful: useful, predicted: nil, excludingUsers: hotUsers)
+        let pairs = stats.activePairs
+        let executed = (batch * hot.count + pairs - hotPairs) * d
+        let cost = CostBreakdown(useful: useful, overhead: shared.cost.overhead + cold.cost.overhead,
+                                 wasted: KernelCost(macs: executed - pairs * d))
+        return SparseReport(strategy: .hotColdSplit, cost: cost, denseMACs: batch * h * d, activePairs: pairs,
                             predictions: predicted)
     }
 
@@ -526,8 +583,9 @@ extension SparseEngine {
         let denseMACs = batch * h * c
         let useful = KernelCost(macs: pairs * c, bytesRead: 4 * (pairs + pairs * c), bytesWritten: 4 * batch * c)
         var predicted: PerSamplePredictions? = nil
-        var chosen = strategy
-        if strategy == .auto {
+        // The hot/cold split is a layer-1 strategy (the hot part is a shared-mask GEMM over N): here it asks the model.
+        var chosen = strategy == .hotColdSplit ? .auto : strategy
+        if chosen == .auto {
             let model = costModel
             let tDense = model.passSeconds(bytes: 8 * batch * h)
                 + parallel(model.gemmSeconds(m: batch, n: c, k: h), tasks: batch * c * h >= gemm.parallelThresholdMACs ? workerCount : 1)
@@ -537,12 +595,12 @@ extension SparseEngine {
             let tSample = parallel(Double(stats.runs) * model.gemvSeconds(rows: c, k: 1)
                                    + Double(pairs) * (model.gemvSeconds(rows: c, k: 2) - model.gemvSeconds(rows: c, k: 1)),
                                    tasks: batch)
-            predicted = PerSamplePredictions(denseThenMask: tDense, unitMajor: tUnit, sampleMajor: tSample)
+            predicted = PerSamplePredictions(denseThenMask: tDense, unitMajor: tUnit, sampleMajor: tSample, hotColdSplit: .infinity)
             chosen = min(tUnit, tSample) < autoMargin * tDense ? (tUnit <= tSample ? .unitMajor : .sampleMajor) : .denseThenMask
         }
         let biasValue: (Int) -> Float = { j in bias.map { $0[j] } ?? 0 }
         switch chosen {
-        case .auto, .denseThenMask:
+        case .auto, .denseThenMask, .hotColdSplit:
             // Inactive inputs must not leak in: copy h with them zeroed, then the dense product.
             let hm = maskedInput.reserve(batch * h)
             hm.update(from: hIn, count: batch * h)
@@ -575,7 +633,7 @@ extension SparseEngine {
                 }
             }
             let cost = CostBreakdown(useful: useful,
-                                     overhead: KernelCost(bytesRead: maskBytes, bytesWritten: 4 * exact.rows.count))
+                                     overhead: KernelCost(bytesRead: maskBytes, bytesWritten: 4 * exact.listedRows))
             return SparseReport(strategy: .unitMajor, cost: cost, denseMACs: denseMACs, activePairs: pairs,
                                 predictions: predicted)
         case .sampleMajor:
@@ -668,6 +726,35 @@ extension SparseEngine {
         let t = m.unitDotsSeconds(pairs: blockPairs, rows: s.granularity, k: d, xBytes: 4 * s.batch * d)
         return (parallel(t, tasks: groups) + m.passSeconds(bytes: 4 * s.batch * s.units))
             * m.scalingFactor(.unitMajorDots, batch: s.batch)
+    }
+
+    /// Predicted seconds of `hotColdSplit` at its best threshold, and that threshold (blocks with at least `hotUsers`
+    /// users go to the shared GEMM). Every distinct user count is a candidate: the hot GEMM over the batch at the
+    /// shared path's predicted speed, the cold blocks' pairs at the dot kernel's, plus the zero fill and mask pass.
+    /// `properSplit` keeps both parts non-empty where the mask allows it (a forced split, so both paths run).
+    func predictHotCold1(_ m: SparseCostModel, _ s: MaskStats, d: Int, properSplit: Bool = false)
+        -> (seconds: Double, hotUsers: Int) {
+        var blocksWith = [Int](repeating: 0, count: s.batch + 1)
+        for c in s.blockUsers { blocksWith[c] &+= 1 }
+        let usedBlocks = s.blockUsers.count - blocksWith[0]
+        let passes = 2 * m.passSeconds(bytes: 4 * s.batch * s.units)
+        var coldPairs = s.blockUsers.reduce(0, +), coldGroups = usedBlocks, hotBlocks = 0
+        var best = (seconds: Double.infinity, hotUsers: Int.max)
+        for c in stride(from: s.batch, through: 1, by: -1) where blocksWith[c] > 0 {
+            hotBlocks += blocksWith[c]; coldPairs -= c * blocksWith[c]; coldGroups -= blocksWith[c]
+            if properSplit && coldGroups == 0 && best.hotUsers != .max { break }
+            let hotUnits = min(s.units, hotBlocks * s.granularity)
+            let hotMACs = s.batch * hotUnits * d
+            let tHot = parallel(predictShared(m, batch: s.batch, active: hotUnits, features: d).seconds,
+                                tasks: hotMACs >= gemm.parallelThresholdMACs ? workerCount : 1)
+            let tCold = coldGroups == 0 ? 0
+                : parallel(m.unitDotsSeconds(pairs: coldPairs, rows: s.granularity, k: d, xBytes: 4 * s.batch * d),
+                           tasks: coldGroups) * m.scalingFactor(.unitMajorDots, batch: s.batch)
+            if tHot + tCold + passes < best.seconds || (properSplit && best.hotUsers == .max) {
+                best = (tHot + tCold + passes, c)
+            }
+        }
+        return best
     }
 
     func predictSampleMajor1(_ m: SparseCostModel, _ s: MaskStats, d: Int) -> Double {

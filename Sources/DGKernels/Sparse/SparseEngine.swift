@@ -62,6 +62,9 @@ public final class SparseEngine: @unchecked Sendable {
     @exclusivity(unchecked) public var sharedPath: SharedPathChoice = .auto
     /// Per-sample unit-major kernel: `.auto` (cost model), or forced (tests, `dgperf kernel --all-strategies`).
     @exclusivity(unchecked) public var unitMajorKernel: UnitMajorKernelChoice = .auto
+    /// `hotColdSplit`: blocks used by at least this many samples run as the shared GEMM (nil: the cost model's split;
+    /// tests force one).
+    @exclusivity(unchecked) public var hotBlockUsers: Int? = nil
 
     /// How the packed gather splits n active units: `lead` units through the blocked GEMM (whole NR panels; the last
     /// one padded when nothing better applies), then with the AVX-512 narrow kernels a `tail` of up to NR/2 units on a
@@ -108,13 +111,17 @@ public final class SparseEngine: @unchecked Sendable {
     /// padded sample panels and a transposed store (medium batches, low r); the multi-sample gemv reads W once at
     /// dot-product speed (a few samples).
     func cheapestSharedPath(batch: Int, active: Int, features: Int) -> SharedPathChoice {
-        let model = costModel
+        predictShared(costModel, batch: batch, active: active, features: features).choice
+    }
+
+    /// The shared-mask kernel the model predicts fastest and its predicted seconds on one worker.
+    func predictShared(_ model: SparseCostModel, batch: Int, active: Int, features: Int) -> (choice: SharedPathChoice, seconds: Double) {
         let candidates: [(SharedPathChoice, Double)] = [
             (.packedGather, predictGather(model, batch: batch, active: active, features: features)),
             (.weightRows, model.weightRowsSeconds(m: batch, n: active, k: features)),
             (.gemv, model.multiGemvSeconds(m: batch, n: active, k: features)),
         ]
-        return candidates.min { $0.1 < $1.1 }!.0
+        return candidates.min { $0.1 < $1.1 }!
     }
 
     /// Packs W (units × inFeatures, row-major) once for `gatedLinear(…, packed:)`: masks whose blocks are
@@ -184,7 +191,7 @@ public final class SparseEngine: @unchecked Sendable {
                   c: OutputOperand(base: out, rowStride: h), epilogue: epilogue)
     }
 
-    private func sharedLayer1(x: UnsafePointer<Float>, batch: Int, d: Int, w: UnsafePointer<Float>,
+    func sharedLayer1(x: UnsafePointer<Float>, batch: Int, d: Int, w: UnsafePointer<Float>,
                               bias: UnsafePointer<Float>?, h: Int, units: UnsafeBufferPointer<Int32>, relu: Bool,
                               layout: SparseLayout, packed: PackedWeights?, out: UnsafeMutablePointer<Float>,
                               denseMACs: Int) -> SparseReport {
@@ -399,6 +406,7 @@ public final class SparseEngine: @unchecked Sendable {
     /// - h: batch × units (`.scattered`, any values in inactive columns — they are never read by the
     ///   sparse paths and are masked out by the dense one) or batch × activeUnits (`.compact`, shared masks).
     /// - V: outFeatures × units row-major; bias: outFeatures (optional); y: batch × outFeatures.
+    /// - strategy: per-sample masks only; `.hotColdSplit` (a layer-1 strategy) asks the cost model here.
     @discardableResult
     public func maskedInputLinear(input hIn: UnsafePointer<Float>, layout: SparseLayout = .scattered, batch: Int,
                                   units h: Int, weights v: UnsafePointer<Float>, bias: UnsafePointer<Float>?,

@@ -31,6 +31,10 @@ public enum SparseStrategy: String, Sendable, Codable, CaseIterable {
     case unitMajorDots
     /// Per-sample (c): per sample, matrix-vector products over its runs of active weight rows.
     case sampleMajor
+    /// Per-sample (b + a): the blocks many samples use ("hot") run as one shared-mask GEMM over the whole batch, masked
+    /// after; the rest as unit-major dot products. Learned gates give such masks (a few units on for most inputs, most
+    /// units for few); the cost model picks the split.
+    case hotColdSplit
 }
 
 /// Shared-mask kernel request (batch ≥ 2); `.auto` asks the calibrated cost model.
@@ -46,7 +50,7 @@ public enum UnitMajorKernelChoice: String, Sendable, Codable, CaseIterable {
 
 /// Per-sample strategy request; `.auto` asks the calibrated cost model.
 public enum PerSampleStrategy: String, Sendable, Codable, CaseIterable {
-    case auto, denseThenMask, unitMajor, sampleMajor
+    case auto, denseThenMask, unitMajor, sampleMajor, hotColdSplit
 }
 
 /// Predicted seconds of each per-sample strategy (a struct, not a dictionary: building a dictionary on every call
@@ -55,6 +59,7 @@ public struct PerSamplePredictions: Sendable, Codable, Equatable {
     public var denseThenMask: Double
     public var unitMajor: Double
     public var sampleMajor: Double
+    public var hotColdSplit: Double
 }
 
 /// What one sparse-kernel call did and what it cost.
@@ -83,7 +88,7 @@ public struct SparseReport: Sendable, Codable, Equatable {
     public var predictedSeconds: [String: Double] {
         guard let p = predictions else { return [:] }
         return [SparseStrategy.denseThenMask.rawValue: p.denseThenMask, SparseStrategy.unitMajor.rawValue: p.unitMajor,
-                SparseStrategy.sampleMajor.rawValue: p.sampleMajor]
+                SparseStrategy.sampleMajor.rawValue: p.sampleMajor, SparseStrategy.hotColdSplit.rawValue: p.hotColdSplit]
     }
 
     public var paperRelativeMAC: Double { denseMACs == 0 ? 0 : Double(cost.useful.macs) / Double(denseMACs) }

@@ -151,7 +151,7 @@ struct KernelCommand: ParsableCommand {
                                     // With --all-strategies, unit-major runs once per kernel (grouped GEMMs, dot products).
                                     var strategies: [(PerSampleStrategy, UnitMajorKernelChoice)] = [(.auto, .auto)]
                                     if allStrategies {
-                                        strategies += [(.denseThenMask, .auto), (.unitMajor, .gemm), (.unitMajor, .dots), (.sampleMajor, .auto)]
+                                        strategies += [(.denseThenMask, .auto), (.unitMajor, .gemm), (.unitMajor, .dots), (.sampleMajor, .auto), (.hotColdSplit, .auto)]
                                     }
                                     defer { sparse.unitMajorKernel = .auto }
                                     for (s, kernel) in strategies {
