@@ -471,17 +471,17 @@ final class SparseTests: XCTestCase {
                 XCTAssertEqual(parallel.lo, lo, tag + " (split)")
                 XCTAssertEqual((0..<parallel.count).map { Array(parallel.rows[parallel.rowOffsets[$0]..<parallel.rowOffsets[$0 + 1]]) },
                                rows, tag + " (split)")
-                // Groups with many users left out (hotColdSplit's cold part), serial and on the workers.
+                // Without some blocks (hotColdSplit's cold part): the same lists, minus those blocks'.
                 guard bpg == 1 else { continue }
-                let cutoff = max(1, batch / 3)
-                let keep = rows.indices.filter { rows[$0].count < cutoff }
-                for executor in [nil, engine.gemm.executor] as [ParallelExecutor?] {
-                    let cold = UnitGroups(mask, blocksPerGroup: 1, users: stats.blockUsers, executor: executor, excludingUsers: cutoff)
-                    XCTAssertEqual(cold.lo, keep.map { lo[$0] }, tag + " (cold)")
-                    XCTAssertEqual((0..<cold.count).map { Array(cold.rows[cold.rowOffsets[$0]..<cold.rowOffsets[$0 + 1]]) },
-                                   keep.map { rows[$0] }, tag + " (cold)")
-                    XCTAssertEqual(cold.listedRows, keep.reduce(0) { $0 + rows[$1].count }, tag + " (cold)")
-                }
+                let keepBlocks = (0..<blocks).map { UInt8($0 % 3 == 1 ? 0 : 1) }
+                let cold = mask.keepingBlocks(keepBlocks)
+                XCTAssertEqual(cold.bits, bits.indices.map { bits[$0] & keepBlocks[$0 % blocks] }, tag + " (cold mask)")
+                let coldGroups = UnitGroups(cold, blocksPerGroup: 1, users: MaskStats(cold, wideBlocksPerGroup: 1).blockUsers,
+                                            executor: engine.gemm.executor)
+                let kept = lo.indices.filter { keepBlocks[lo[$0] / g] != 0 }
+                XCTAssertEqual(coldGroups.lo, kept.map { lo[$0] }, tag + " (cold)")
+                XCTAssertEqual((0..<coldGroups.count).map { Array(coldGroups.rows[coldGroups.rowOffsets[$0]..<coldGroups.rowOffsets[$0 + 1]]) },
+                               kept.map { rows[$0] }, tag + " (cold)")
             }
         }
         XCTAssertTrue(sawSplit, "no mask was large enough to split")

@@ -103,6 +103,31 @@ public struct GateMask: Sendable, Equatable {
         return GateMask(kind: .perSample, granularity: granularity, units: units, bits: normalised, batch: batch)
     }
 
+    /// This per-sample mask with block j turned off in every row where `keep[j]` is 0 (`keep`: 0/1 per block).
+    func keepingBlocks(_ keep: [UInt8]) -> GateMask {
+        let blocks = blockCount
+        precondition(kind == .perSample && keep.count == blocks, "a per-sample mask and one flag per block")
+        // Sixteen flags at a time (an element loop over a copy took 5 % of a trained model's forward).
+        typealias B16 = SIMD16<UInt8>
+        let out = [UInt8](unsafeUninitializedCapacity: bits.count) { o, count in
+            bits.withUnsafeBufferPointer { src in keep.withUnsafeBufferPointer { k in
+                let src = src.baseAddress!, k = k.baseAddress!, o = o.baseAddress!
+                for b in 0..<batch {
+                    let s = src + b * blocks, d = o + b * blocks
+                    var j = 0
+                    while j + 16 <= blocks {
+                        let v = UnsafeRawPointer(s + j).loadUnaligned(as: B16.self) & UnsafeRawPointer(k + j).loadUnaligned(as: B16.self)
+                        UnsafeMutableRawPointer(d + j).storeBytes(of: v, as: B16.self)
+                        j += 16
+                    }
+                    while j < blocks { d[j] = s[j] & k[j]; j += 1 }
+                }
+            } }
+            count = bits.count
+        }
+        return GateMask(kind: .perSample, granularity: granularity, units: units, bits: out, batch: batch)
+    }
+
     /// Per-sample mask from a packed bitset: bit (b·blockCount + j) of `words` (little-endian within each word).
     public static func perSample(packed words: [UInt64], batch: Int, granularity: Int = 1, units: Int) throws -> GateMask {
         try validateShape(granularity: granularity, units: units)

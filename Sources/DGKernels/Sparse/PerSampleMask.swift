@@ -147,29 +147,24 @@ struct UnitGroups {
     /// groups' columns of the mask), so the workers write disjoint stretches of `rows`: serial, the fill was 10–12 % of
     /// a one-thread dot-product layer (B = 256, H = 2048, G = 1), far more of a 16-thread one. (Splitting by samples
     /// instead had neighbouring workers writing the same lines of each group's list: 12 % slower on 2 threads.)
-    /// Groups with `excludingUsers` users or more are left out of the lists (`hotColdSplit` runs them elsewhere);
-    /// their rows are still written, past the listed ones, so the fill needs no test per entry.
-    init(_ mask: GateMask, blocksPerGroup: Int, users: [Int], executor: ParallelExecutor? = nil,
-         excludingUsers: Int = .max) {
+    init(_ mask: GateMask, blocksPerGroup: Int, users: [Int], executor: ParallelExecutor? = nil) {
         self.blocksPerGroup = blocksPerGroup
         let blocks = mask.blockCount, g = mask.granularity
         precondition(users.count == (blocks + blocksPerGroup - 1) / blocksPerGroup, "one user count per group")
         var next = [Int](repeating: 0, count: users.count)
         var total = 0
-        let groups = users.reduce(0) { $0 + ($1 > 0 && $1 < excludingUsers ? 1 : 0) }
+        let groups = users.reduce(0) { $0 + ($1 > 0 ? 1 : 0) }
         lo.reserveCapacity(groups); hi.reserveCapacity(groups); rowOffsets.reserveCapacity(groups + 1)
-        for i in 0..<users.count where users[i] > 0 && users[i] < excludingUsers {
+        for i in 0..<users.count where users[i] > 0 {
             next[i] = total; total += users[i]
             let l = i * blocksPerGroup * g, h = min((i + 1) * blocksPerGroup * g, mask.units)
             lo.append(l); hi.append(h); rowOffsets.append(total)
             computedPairs += users[i] * (h - l)
         }
-        var all = total
-        for i in 0..<users.count where users[i] >= excludingUsers { next[i] = all; all += users[i] }
-        rows = [Int32](repeating: 0, count: all)
+        rows = [Int32](repeating: 0, count: total)
         let bpg = blocksPerGroup, batch = mask.batch
         let parallel = executor.map { $0.workerCount > 1 && batch * blocks >= SparseEngine.parallelMaskFlags } ?? false
-        guard all > 0 else { return }
+        guard total > 0 else { return }
         rows.withUnsafeMutableBufferPointer { rows in
             next.withUnsafeMutableBufferPointer { next in
                 mask.bits.withUnsafeBufferPointer { bits in
@@ -202,8 +197,6 @@ struct UnitGroups {
         }
     }
     var count: Int { lo.count }
-    /// Entries of the listed groups' row lists (excluded groups' rows follow them in `rows`).
-    var listedRows: Int { rowOffsets[rowOffsets.count - 1] }
 }
 
 /// Calls `body(gi)` once for each group of `blocksPerGroup` adjacent blocks (the last one partial) that holds an active
@@ -387,8 +380,8 @@ extension SparseEngine {
             groupUseful.bytesRead = 4 * (0..<groups.count).reduce(0) { $0 + (groups.hi[$1] - groups.lo[$1]) * d }
             let cost = CostBreakdown(
                 useful: groupUseful,
-                overhead: KernelCost(bytesRead: maskBytes + 4 * groups.listedRows * d,
-                                     bytesWritten: 4 * (groups.listedRows + batch * h - pairs)),
+                overhead: KernelCost(bytesRead: maskBytes + 4 * groups.rows.count * d,
+                                     bytesWritten: 4 * (groups.rows.count + batch * h - pairs)),
                 wasted: KernelCost(macs: executed - pairs * d))
             return SparseReport(strategy: .unitMajor, cost: cost, denseMACs: denseMACs, activePairs: pairs,
                                 predictions: predicted)
@@ -460,9 +453,26 @@ extension SparseEngine {
     /// `rowSamplesGemv` call per active block), written in place; the inactive entries are zeroed after.
     func unitDotsLayer1(x: UnsafePointer<Float>, batch: Int, d: Int, w: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                         h: Int, mask: GateMask, stats: MaskStats, relu: Bool, out: UnsafeMutablePointer<Float>,
-                        useful: KernelCost, predicted: PerSamplePredictions?, excludingUsers: Int = .max) -> SparseReport {
-        let groups = UnitGroups(mask, blocksPerGroup: 1, users: stats.blockUsers, executor: gemm.executor,
-                                excludingUsers: excludingUsers)
+                        useful: KernelCost, predicted: PerSamplePredictions?) -> SparseReport {
+        let groups = UnitGroups(mask, blocksPerGroup: 1, users: stats.blockUsers, executor: gemm.executor)
+        runUnitDots(groups, x: x, d: d, w: w, bias: bias, h: h, relu: relu, out: out, pairs: stats.activePairs)
+        applyMask(out, mask: mask)
+        let pairs = stats.activePairs
+        // Every active unit's weight row is read once; the samples' rows once per block that uses them.
+        var rowsUseful = useful
+        rowsUseful.bytesRead = 4 * (0..<groups.count).reduce(0) { $0 + (groups.hi[$1] - groups.lo[$1]) * d }
+        let cost = CostBreakdown(
+            useful: rowsUseful,
+            overhead: KernelCost(bytesRead: mask.batch * mask.blockCount + 4 * groups.rows.count * d,
+                                 bytesWritten: 4 * (batch * h - pairs)))
+        return SparseReport(strategy: .unitMajorDots, cost: cost, denseMACs: batch * h * d, activePairs: pairs,
+                            predictions: predicted)
+    }
+
+    /// The dot kernel over `groups` (each block's weight rows against the samples listed for it), written in place;
+    /// `pairs` (active sample-unit pairs) decides whether the workers share it.
+    func runUnitDots(_ groups: UnitGroups, x: UnsafePointer<Float>, d: Int, w: UnsafePointer<Float>,
+                     bias: UnsafePointer<Float>?, h: Int, relu: Bool, out: UnsafeMutablePointer<Float>, pairs: Int) {
         let kernel = gemm.kernels.rowSamplesGemv
         groups.rows.withUnsafeBufferPointer { rows in
             let body: (Range<Int>) -> Void = { range in
@@ -479,7 +489,7 @@ extension SparseEngine {
                            rows.baseAddress! + groups.rowOffsets[gi], x, d, out + lo, h, bias.map { $0 + lo }, relu)
                 }
             }
-            if workerCount > 1 && groups.count >= 2 && stats.activePairs * d >= gemm.parallelThresholdMACs {
+            if workerCount > 1 && groups.count >= 2 && pairs * d >= gemm.parallelThresholdMACs {
                 // Work items are stripes of 16 units (one cache line of an output row): each (sample, unit) result is a
                 // single float, and items cut at arbitrary groups had neighbouring workers writing the same lines —
                 // at 16 threads on the Xeon VM the layer scaled 3.8× over one thread where sample-major scaled 10.6×.
@@ -498,22 +508,11 @@ extension SparseEngine {
                 body(0..<groups.count)
             }
         }
-        applyMask(out, mask: mask)
-        let pairs = stats.activePairs
-        // Every active unit's weight row is read once; the samples' rows once per block that uses them.
-        var rowsUseful = useful
-        rowsUseful.bytesRead = 4 * (0..<groups.count).reduce(0) { $0 + (groups.hi[$1] - groups.lo[$1]) * d }
-        let cost = CostBreakdown(
-            useful: rowsUseful,
-            overhead: KernelCost(bytesRead: mask.batch * mask.blockCount + 4 * groups.listedRows * d,
-                                 bytesWritten: 4 * (batch * h - pairs)))
-        return SparseReport(strategy: .unitMajorDots, cost: cost, denseMACs: batch * h * d, activePairs: pairs,
-                            predictions: predicted)
     }
 
     /// Per-sample `hotColdSplit`: the blocks with at least `hotUsers` users run as one shared-mask GEMM over the whole
     /// batch (full width, every other column written 0), then the other blocks as unit-major dot products over just
-    /// their samples, and `unitDotsLayer1`'s mask pass zeroes the hot columns' inactive samples. Learned gates leave a
+    /// their samples, and a mask pass zeroes the hot columns' inactive samples. Learned gates leave a
     /// few units on for most inputs and most units for few: one trained model here (r = 0.14, 512 units) had 61 units
     /// with ≥ 50 % users holding 64 % of the active pairs, and half its units at ≤ 2 % — a GEMM wastes little on the
     /// first kind and the dots waste nothing on the second.
@@ -524,21 +523,31 @@ extension SparseEngine {
         let g = mask.granularity
         var hot: [Int32] = []
         var hotPairs = 0
+        var coldBlocks = [UInt8](repeating: 1, count: mask.blockCount), coldUsers = stats.blockUsers
         for (j, users) in stats.blockUsers.enumerated() where users >= hotUsers {
             let lo = j * g, hi = min(lo + g, h)
             for u in lo..<hi { hot.append(Int32(u)) }
             hotPairs += users * (hi - lo)
+            coldBlocks[j] = 0; coldUsers[j] = 0
         }
         let shared = hot.withUnsafeBufferPointer { units in
             sharedLayer1(x: x, batch: batch, d: d, w: w, bias: bias, h: h, units: units, relu: relu, layout: .scattered,
                          packed: packed, out: out, denseMACs: batch * h * d)
         }
-        let cold = unitDotsLayer1(x: x, batch: batch, d: d, w: w, bias: bias, h: h, mask: mask, stats: stats, relu: relu,
-                                  out: out, useful: useful, predicted: nil, excludingUsers: hotUsers)
         let pairs = stats.activePairs
+        var coldRows = 0
+        if pairs > hotPairs {
+            // The cold blocks' lists from a copy of the mask without the hot columns: listing the hot blocks' samples
+            // too (most entries) took 6 % of a trained model's forward.
+            let groups = UnitGroups(mask.keepingBlocks(coldBlocks), blocksPerGroup: 1, users: coldUsers, executor: gemm.executor)
+            runUnitDots(groups, x: x, d: d, w: w, bias: bias, h: h, relu: relu, out: out, pairs: pairs - hotPairs)
+            coldRows = groups.rows.count
+        }
+        applyMask(out, mask: mask)
         let executed = (batch * hot.count + pairs - hotPairs) * d
-        let cost = CostBreakdown(useful: useful, overhead: shared.cost.overhead + cold.cost.overhead,
-                                 wasted: KernelCost(macs: executed - pairs * d))
+        let overhead = shared.cost.overhead + KernelCost(bytesRead: 2 * mask.batch * mask.blockCount + 4 * coldRows * d,
+                                                         bytesWritten: mask.batch * mask.blockCount + 4 * (batch * h - pairs))
+        let cost = CostBreakdown(useful: useful, overhead: overhead, wasted: KernelCost(macs: executed - pairs * d))
         return SparseReport(strategy: .hotColdSplit, cost: cost, denseMACs: batch * h * d, activePairs: pairs,
                             predictions: predicted)
     }
@@ -633,7 +642,7 @@ extension SparseEngine {
                 }
             }
             let cost = CostBreakdown(useful: useful,
-                                     overhead: KernelCost(bytesRead: maskBytes, bytesWritten: 4 * exact.listedRows))
+                                     overhead: KernelCost(bytesRead: maskBytes, bytesWritten: 4 * exact.rows.count))
             return SparseReport(strategy: .unitMajor, cost: cost, denseMACs: denseMACs, activePairs: pairs,
                                 predictions: predicted)
         case .sampleMajor:
