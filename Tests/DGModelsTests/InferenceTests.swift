@@ -74,6 +74,26 @@ final class InferenceTests: XCTestCase {
         assertClose(out, ref, "min_keep")
     }
 
+    /// Evaluation's gate statistics on fixed gates: units 0–2 on for every sample, 3–5 only for the first, the rest
+    /// never (the first sample's pixel 0 is white, the others' black).
+    func testEvaluationCountsSkewedGates() throws {
+        let spec = ModelSpec(kind: .dg, inputFeatures: 4, hidden: [16], classes: 3, gate: "full")
+        let net = try Network(spec: spec, seed: 1)
+        for i in 0..<(16 * 4) { net.param("gate.0.weight").value[i] = 0 }
+        for u in 0..<16 { net.param("gate.0.bias").value[u] = u < 3 ? 40 : -40 }
+        for u in 3..<6 { net.param("gate.0.weight").value[u * 4] = 200; net.param("gate.0.bias").value[u] = -100 }
+        let model = try ModelFactory.build(net, engine: makeEngine())
+        let n = 8
+        var images = [UInt8](repeating: 100, count: n * 4)
+        for s in 0..<n { images[s * 4] = s == 0 ? 255 : 0 }
+        let data = Dataset(images: images, labels: [UInt8](repeating: 0, count: n), count: n, features: 4, classes: 3)
+        let layer = try Evaluation.run(model, data: data, batch: 4).layers[0]
+        XCTAssertEqual(layer.alwaysActive, 3)
+        XCTAssertEqual(layer.neverActive, 10)
+        XCTAssertEqual(layer.halfActive, 3)
+        XCTAssertEqual(layer.halfActivePairShare, 24.0 / 27.0, accuracy: 1e-12)
+    }
+
     /// Synthetic dg and random control: the requested fraction exactly, outputs match the reference with the same masks.
     func testSyntheticMasksHitTheFractionAndMatchReference() throws {
         for kind in [ModelKind.dg, .random] {

@@ -84,6 +84,10 @@ public struct Evaluation: Sendable {
         public var neverActive: Int
         public var alwaysActive: Int
         public var units: Int
+        /// Units on for at least half of the samples, and their share of the active (sample, unit) pairs: how skewed
+        /// the gates are (per-sample `hotColdSplit` runs such units as one GEMM over the batch).
+        public var halfActive = 0
+        public var halfActivePairShare = 0.0
     }
     public var samples: Int
     public var accuracy: Double
@@ -149,10 +153,16 @@ public struct Evaluation: Sendable {
             let mean = v.isEmpty ? 1 : v.reduce(0, +) / Double(v.count)
             let std = v.isEmpty ? 0 : (v.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(v.count)).squareRoot()
             let counts = unitCounts[l]
-            layers.append(LayerStats(meanActive: masked == nil ? activeSum / Double(data.count) : mean, stdActive: std,
-                                     neverActive: masked == nil ? 0 : counts.filter { $0 == 0 }.count,
-                                     alwaysActive: masked == nil ? spec.hidden[l] : counts.filter { $0 == data.count }.count,
-                                     units: spec.hidden[l]))
+            var stats = LayerStats(meanActive: masked == nil ? activeSum / Double(data.count) : mean, stdActive: std,
+                                   neverActive: masked == nil ? 0 : counts.filter { $0 == 0 }.count,
+                                   alwaysActive: masked == nil ? spec.hidden[l] : counts.filter { $0 == data.count }.count,
+                                   units: spec.hidden[l])
+            if masked != nil {
+                let half = counts.filter { 2 * $0 >= data.count }
+                stats.halfActive = half.count
+                stats.halfActivePairShare = Double(half.reduce(0, +)) / Double(max(1, counts.reduce(0, +)))
+            }
+            layers.append(stats)
         }
         return Evaluation(samples: data.count, accuracy: Double(correct) / Double(data.count), layers: layers,
                           meanActive: activeSum / Double(data.count), cost: cost, dense: dense, droppedTokens: dropped)

@@ -67,7 +67,7 @@ struct EvalCommand: ParsableCommand {
                 print("  layer \(l): active mean \(f(s.meanActive, 3))\(spec.kind == .moe ? " (expert units used per token / hidden)" : "")")
                 continue
             }
-            print("  layer \(l): active mean \(f(s.meanActive, 3)) std \(f(s.stdActive, 3))  units never active \(s.neverActive)/\(s.units)  always active \(s.alwaysActive)/\(s.units)")
+            print("  layer \(l): active mean \(f(s.meanActive, 3)) std \(f(s.stdActive, 3))  units never active \(s.neverActive)/\(s.units)  always active \(s.alwaysActive)/\(s.units)  on for ≥ half the samples \(s.halfActive)/\(s.units) (\(f(100 * s.halfActivePairShare, 0)) % of active pairs)")
         }
         print("  relative MAC paper \(f(ev.paperRelativeMAC, 3))  net (incl. gate/router) \(f(ev.netRelativeMAC, 3))  executed \(f(ev.executedRelativeMAC, 3))")
         if spec.kind == .moe { print("  dropped tokens \(ev.droppedTokens) (\(f(100 * Double(ev.droppedTokens) / Double(ev.samples), 2))%)") }
