@@ -59,7 +59,9 @@ struct MaskStats {
                             j = 0
                             while j &+ 8 <= blocks {
                                 let word = row.loadUnaligned(fromByteOffset: j, as: UInt64.self)
-                                runs &+= (word & ~((word << 8) | carry)).nonzeroBitCount
+                                // One 0/1 byte per start: their sum is the top byte of a multiply (this target has
+                                // no POPCNT; the emulated popcount made these statistics ~10 % slower).
+                                runs &+= Int(truncatingIfNeeded: ((word & ~((word << 8) | carry)) &* 0x0101_0101_0101_0101) >> 56)
                                 carry = word >> 56
                                 j &+= 8
                             }
