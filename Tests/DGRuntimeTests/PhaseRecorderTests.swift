@@ -56,6 +56,22 @@ final class PhaseRecorderTests: XCTestCase {
         XCTAssertEqual(entry(r, 0, .gemm)?.bytesWritten, 16)
         XCTAssertEqual(entry(r, 0, .gemm)?.macs, 8)
         XCTAssertEqual(r.totalNanoseconds, 100)
+        // With the bytes the packing read known, only those move (the rest was read by kernels that do not pack).
+        r.reset()
+        var packedBytes: UInt64 = 1000
+        r.packBytesSource = { packedBytes }
+        r.begin(.gemm, layer: 0)
+        packed += 30; packedBytes += 40
+        r.end(.gemm, layer: 0, macs: 8, bytesRead: 64, bytesWritten: 16)
+        XCTAssertEqual(entry(r, 0, .pack)?.bytesRead, 40)
+        XCTAssertEqual(entry(r, 0, .gemm)?.bytesRead, 24)
+        r.reset()
+        r.begin(.gemm, layer: 0)
+        packed += 30; packedBytes += 100  // A re-packed per column block: never more than the call read
+        r.end(.gemm, layer: 0, macs: 8, bytesRead: 64, bytesWritten: 16)
+        XCTAssertEqual(entry(r, 0, .pack)?.bytesRead, 64)
+        XCTAssertEqual(entry(r, 0, .gemm)?.bytesRead, 0)
+        r.packBytesSource = nil
         // No packing (e.g. the batch-1 GEMV path): bytes stay with gemm.
         r.reset()
         r.begin(.gemm, layer: 0)

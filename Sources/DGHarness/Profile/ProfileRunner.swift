@@ -105,6 +105,7 @@ public enum ProfileRunner {
         let layerNames = spec.profiledLayerNames
         let recorder = PhaseRecorder(layers: layerNames.count, clock: clock)
         recorder.packTicksSource = { [unowned engine] in engine.packTicks }
+        recorder.packBytesSource = { [unowned engine] in engine.packBytes }
         let now: () -> UInt64 = clock ?? monotonicNanos
 
         func call() throws -> ForwardReport {

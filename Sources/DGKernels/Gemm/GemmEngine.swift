@@ -47,7 +47,10 @@ public final class GemmEngine: @unchecked Sendable {
     @exclusivity(unchecked) public var measuresPacking = false
     /// Cumulative packing time in `CycleClock` ticks while `measuresPacking` was on.
     @exclusivity(unchecked) public private(set) var packTicks: UInt64 = 0
-    /// Per-slot packing ticks of the running call, one cache line per slot (no false sharing).
+    /// Cumulative bytes the packing read (source floats × 4, all workers) while `measuresPacking` was on.
+    @exclusivity(unchecked) public private(set) var packBytes: UInt64 = 0
+    /// Per-slot packing ticks (word 0) and bytes (word 1) of the running call, one cache line per slot (no false
+    /// sharing).
     private let slotPackNanos: UnsafeMutablePointer<UInt64>
 
     public init(kernels: KernelSet, executor: ParallelExecutor = SerialExecutor()) {
@@ -64,21 +67,24 @@ public final class GemmEngine: @unchecked Sendable {
 
     /// Runs one GEMM call; with `measuresPacking`, adds its wall-attributed packing time to `packTicks`.
     @inline(__always)
-    private func attributingPackTime(_ body: () -> Void) {
+    func attributingPackTime(_ body: () -> Void) {
         guard measuresPacking else { body(); return }
-        for s in 0..<workerCount { slotPackNanos[8 * s] = 0 }
+        for s in 0..<workerCount { slotPackNanos[8 * s] = 0; slotPackNanos[8 * s + 1] = 0 }
         body()
         var sum: UInt64 = 0, packers: UInt64 = 0
         for s in 0..<workerCount where slotPackNanos[8 * s] > 0 { sum &+= slotPackNanos[8 * s]; packers += 1 }
         if packers > 0 { packTicks &+= sum / packers }
+        for s in 0..<workerCount { packBytes &+= slotPackNanos[8 * s + 1] }
     }
 
+    /// Times one pack of `floats` source elements on `slot` (see `measuresPacking`).
     @inline(__always)
-    private func timedPack(slot: Int, _ pack: () -> Void) {
+    func timedPack(slot: Int, floats: Int, _ pack: () -> Void) {
         guard measuresPacking else { pack(); return }
         let t0 = CycleClock.now()
         pack()
         slotPackNanos[8 * slot] &+= CycleClock.now() &- t0
+        slotPackNanos[8 * slot + 1] &+= UInt64(4 * floats)
     }
 
     public var workerCount: Int { executor.workerCount }
@@ -367,14 +373,14 @@ public final class GemmEngine: @unchecked Sendable {
             for pc in stride(from: 0, to: k, by: kcStep) {
                 let kc = min(kcStep, k - pc)
                 let first = pc == 0, last = pc + kc == k
-                timedPack(slot: slot) { Pack.packB(b, j0: jc, nc: nc, p0: pc, kc: kc, nr: nr, panelRange: 0..<nPanels, into: bPacked) }
+                timedPack(slot: slot, floats: nc * kc) { Pack.packB(b, j0: jc, nc: nc, p0: pc, kc: kc, nr: nr, panelRange: 0..<nPanels, into: bPacked) }
                 let blockEpilogue = Epilogue(beta: first ? epilogue.beta : 1,
                                              bias: last ? epilogue.bias : nil, biasIndex: epilogue.biasIndex,
                                              relu: last && epilogue.relu)
                 let aInPlace = readsAInPlace(panels: nPanels, a: a)
                 for ic in stride(from: rows.lowerBound, to: m, by: bp.mc) {
                     let mc = min(bp.mc, m - ic)
-                    if !aInPlace { timedPack(slot: slot) { Pack.packA(a, i0: ic, mc: mc, p0: pc, kc: kc, mr: mr, into: aPacked) } }
+                    if !aInPlace { timedPack(slot: slot, floats: mc * kc) { Pack.packA(a, i0: ic, mc: mc, p0: pc, kc: kc, mr: mr, into: aPacked) } }
                     let panels = PanelSource(base: bPacked, panelStride: kc * nr, kOffset: 0, panelIndex: nil,
                                              firstColumn: jc, nr: nr, columnLimit: jc + nc)
                     macroKernel(mc: mc, kc: kc, ic: ic, panels: panels, panelRange: 0..<nPanels,
@@ -536,13 +542,13 @@ public final class GemmEngine: @unchecked Sendable {
         let chunks = (k + chunk - 1) / chunk
         attributingPackTime {
             guard executor.workerCount > 1 && n * k >= parallelThresholdMACs / 4 && panels * chunks > 1 else {
-                timedPack(slot: 0) { Pack.packB(b, j0: 0, nc: n, p0: 0, kc: k, nr: nr, panelRange: 0..<panels, into: base) }
+                timedPack(slot: 0, floats: n * k) { Pack.packB(b, j0: 0, nc: n, p0: 0, kc: k, nr: nr, panelRange: 0..<panels, into: base) }
                 return
             }
             executor.parallelForStealing(panels * chunks) { item, slot in
                 let p = item / chunks, p0 = (item % chunks) * chunk, kc = min(chunk, k - p0)
                 // Panel p's rows p0..<p0+kc: the panel starts at p·k·NR, row p0 at p0·NR within it.
-                self.timedPack(slot: slot) {
+                self.timedPack(slot: slot, floats: min(nr, n - p * nr) * kc) {
                     Pack.packB(b, j0: p * nr, nc: min(nr, n - p * nr), p0: p0, kc: kc, nr: nr, panelRange: 0..<1,
                                into: base + p * k * nr + p0 * nr)
                 }
@@ -626,7 +632,7 @@ public final class GemmEngine: @unchecked Sendable {
                         self.macroKernel(mc: mc, kc: kc, ic: ic, panels: source, panelRange: panelRange, aPacked: aPacked,
                                          aInPlace: (a, pc), c: c, epilogue: blockEpilogue, slot: slot)
                     } else {
-                        self.timedPack(slot: slot) { Pack.packA(a, i0: ic, mc: mc, p0: pc, kc: kc, mr: mr, into: aPacked) }
+                        self.timedPack(slot: slot, floats: mc * kc) { Pack.packA(a, i0: ic, mc: mc, p0: pc, kc: kc, mr: mr, into: aPacked) }
                         self.macroKernel(mc: mc, kc: kc, ic: ic, panels: source, panelRange: panelRange,
                                          aPacked: aPacked, c: c, epilogue: blockEpilogue, slot: slot)
                     }

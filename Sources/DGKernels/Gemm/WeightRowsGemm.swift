@@ -30,15 +30,19 @@ extension GemmEngine {
         let ct = narrowScratch.reserve(n * mPad)
         let workers = workers(forMACs: m * n * k)
         let packTasks = kBlocks * mPanels
-        let packItem: (Int) -> Void = { t in
+        let packItem: (Int, Int) -> Void = { t, slot in
             let kb = t / mPanels, p = t % mPanels
             let pc = kb * kcStep, kc = min(kcStep, k - pc)
-            Pack.packB(aT, j0: 0, nc: m, p0: pc, kc: kc, nr: nr, panelRange: p..<(p + 1), into: packed + pc * mPad)
+            self.timedPack(slot: slot, floats: min(nr, m - p * nr) * kc) {
+                Pack.packB(aT, j0: 0, nc: m, p0: pc, kc: kc, nr: nr, panelRange: p..<(p + 1), into: packed + pc * mPad)
+            }
         }
-        if workers > 1 && packTasks > 1 {
-            executor.parallelForStealing(packTasks) { t, _ in packItem(t) }
-        } else {
-            for t in 0..<packTasks { packItem(t) }
+        attributingPackTime {
+            if workers > 1 && packTasks > 1 {
+                executor.parallelForStealing(packTasks) { t, slot in packItem(t, slot) }
+            } else {
+                for t in 0..<packTasks { packItem(t, 0) }
+            }
         }
 
         let micro = kernels.rowSourceGemm
