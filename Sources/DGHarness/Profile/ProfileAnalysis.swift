@@ -53,7 +53,7 @@ public enum ProfileAnalysis {
             gflops: unprof.median > 0 ? 2 * Double(totalMacs) / unprof.median / 1e9 : 0)
         var allNotes = notes
         if m.recorderMismatches > 0 { allNotes.append("phase hooks were unbalanced \(m.recorderMismatches) times (a model bug): times may be misattributed") }
-        allNotes.append("gemm time excludes packing (timed inside the GEMM engine, mean over the workers that packed); its bytes read are charged to pack, which reads the source operands (gathers included); ReLU + bias are fused into the gemm epilogue")
+        allNotes.append("gemm time excludes packing (timed inside the GEMM engine, mean over the workers that packed); the bytes the packing read (gathers included) are charged to pack, the rest of the layer's to gemm; ReLU + bias are fused into the gemm epilogue")
         return ProfileReport(
             schema: ProfileReport.schemaVersion, spec: m.spec, batch: request.batch, threads: threads, weights: request.weightsPath,
             inputs: m.inputs, kernel: limits.kernel, repetitions: m.profiledSeconds.count, callsPerSample: m.callsPerSample,
