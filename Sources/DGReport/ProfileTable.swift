@@ -40,7 +40,9 @@ public enum ProfileTable {
         var desc = "\(s.kind.rawValue) \(s.dims.map(String.init).joined(separator: "→"))  batch \(r.batch)"
         switch s.kind {
         case .dg, .random:
-            desc += "  active \(Format.fixed(s.activeFraction, 2))  G=\(s.granularity)  mask \(s.maskKind.rawValue)"
+            // A trained model's gates decide its active fraction: print what this call measured, not the spec's.
+            let active = r.weights != nil ? r.activeFraction.map { "learned \(Format.fixed($0, 2))" } ?? "learned" : Format.fixed(s.activeFraction, 2)
+            desc += "  active \(active)  G=\(s.granularity)  mask \(s.maskKind.rawValue)"
             if s.kind == .dg { desc += "  gate \(s.gate)" }
         case .moe: desc += "  experts \(s.experts)×\(s.unitsPerExpert) top-\(s.topK) capacity \(Format.fixed(s.capacityFactor, 2))"
         case .dense, .dropout: break

@@ -243,5 +243,16 @@ final class ProfileTests: XCTestCase {
         XCTAssertTrue(text.contains("profiler overhead:"))
         XCTAssertTrue(text.contains("hidden.0  gate"))
         XCTAssertTrue(text.contains("total"))
+        XCTAssertEqual(back.activeFraction ?? 0, 0.25, accuracy: 1e-9, "the call's measured active fraction")
+        XCTAssertTrue(text.contains("active 0.25"), text)
+        // Trained weights: the gates decide r, so the header prints the measured one, not the spec's.
+        var trained = r
+        trained.weights = "w.dgw"; trained.activeFraction = 0.137
+        XCTAssertTrue(ProfileTable.render(trained).contains("active learned 0.14"))
+        // A file from before the field existed still loads.
+        var json = r.encoded()
+        json = json.replacingOccurrences(of: "\"activeFraction\"", with: "\"unknownKey\"")
+        try AtomicFile.write(json, to: path)
+        XCTAssertNil(try ProfileReport.load(path).activeFraction)
     }
 }

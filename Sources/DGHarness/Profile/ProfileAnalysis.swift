@@ -56,7 +56,7 @@ public enum ProfileAnalysis {
         allNotes.append("gemm time excludes packing (timed inside the GEMM engine, mean over the workers that packed); the bytes the packing read (gathers included) are charged to pack, the rest of the layer's to gemm; ReLU + bias are fused into the gemm epilogue")
         return ProfileReport(
             schema: ProfileReport.schemaVersion, spec: m.spec, batch: request.batch, threads: threads, weights: request.weightsPath,
-            inputs: m.inputs, kernel: limits.kernel, repetitions: m.profiledSeconds.count, callsPerSample: m.callsPerSample,
+            activeFraction: m.activeFraction, inputs: m.inputs, kernel: limits.kernel, repetitions: m.profiledSeconds.count, callsPerSample: m.callsPerSample,
             environment: environment, limits: limits, peakGflops: peak, memoryGigabytesPerSecond: bw, phases: rows, totals: totals,
             forwardCost: m.forwardCost, counters: m.counters,
             interpretation: interpret(rows: rows, totals: totals, peak: peak, bandwidth: bw, threads: threads), notes: allNotes)

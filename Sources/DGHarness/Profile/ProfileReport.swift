@@ -13,6 +13,8 @@ public struct ProfileReport: Codable, Sendable {
     public var batch: Int
     public var threads: Int
     public var weights: String?
+    /// Mean active fraction of the gated units in the profiled call (nil in files written before session 10).
+    public var activeFraction: Double?
     /// Where the inputs came from ("gaussian" or "fashion-mnist test").
     public var inputs: String
     public var kernel: String

@@ -59,6 +59,9 @@ public struct ProfileMeasurement: Sendable {
     public var counters: CounterReport
     public var inputs: String
     public var recorderMismatches: Int
+    /// That call's mean active fraction of the gated units (`ForwardReport.activeFraction`): a trained model's learned
+    /// one, which its spec does not hold.
+    public var activeFraction: Double = 1
 
     public struct CellKey: Hashable, Sendable {
         public var layer: Int
@@ -133,6 +136,7 @@ public enum ProfileRunner {
         var recorded = KernelCost.zero, reported = KernelCost.zero
         var workByCell: [ProfileMeasurement.CellKey: KernelCost] = [:], callsByCell: [ProfileMeasurement.CellKey: Int] = [:]
         var forwardCost: CostBreakdown?
+        var activeFraction = 1.0
         var mismatches = 0
         counters.start()
         for rep in 0..<request.repetitions {
@@ -147,7 +151,7 @@ public enum ProfileRunner {
                     let r = try call()
                     if on { recorder.end(.other, layer: -1) }
                     reports = reports + r.cost.total
-                    if forwardCost == nil && on { forwardCost = r.cost }
+                    if forwardCost == nil && on { forwardCost = r.cost; activeFraction = r.activeFraction }
                 }
                 let seconds = Double(now() - t0) * 1e-9 / Double(inner)
                 guard on else { unprofiledSeconds.append(seconds); continue }
@@ -172,7 +176,8 @@ public enum ProfileRunner {
                                   profiledSeconds: profiledSeconds, unprofiledSeconds: unprofiledSeconds,
                                   recordedWork: recorded, reportedWork: reported, workByCell: workByCell, callsByCell: callsByCell,
                                   profiledCalls: inner * request.repetitions, forwardCost: forwardCost ?? .zero,
-                                  counters: counterReport, inputs: inputs, recorderMismatches: mismatches)
+                                  counters: counterReport, inputs: inputs, recorderMismatches: mismatches,
+                                  activeFraction: activeFraction)
     }
 
     /// Trained models see real test images (their gates depend on the data); synthetic ones Gaussian noise.
