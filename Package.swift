@@ -46,8 +46,9 @@ let package = Package(
         // zlib (Debian zlib1g-dev): gzip'd IDX datasets and CRC32 of weight files.
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         .target(name: "DGRuntime", dependencies: ["CHwloc"], swiftSettings: optimizedAlways),
-        // A prefetch hint for the loop nest (Swift cannot emit one); header-only, inlined.
-        .target(name: "CKernelHints"),
+        // What Swift cannot express: a prefetch hint and a 64-flag test (header-only, inlined), and the AVX-512
+        // expand of a compact output row into full width (hints.c, called only on AVX-512 machines).
+        .target(name: "CKernelHints", cSettings: [.unsafeFlags(["-O2"])]),
         // Width-generic @inlinable loop bodies that each ISA target specialises with its own flags.
         .target(name: "DGKernelsSIMD", dependencies: ["CKernelHints"], swiftSettings: optimizedAlways),
         isaTarget("DGKernelsAVX512", march: "x86-64-v4"),

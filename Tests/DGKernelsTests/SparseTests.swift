@@ -487,6 +487,33 @@ final class SparseTests: XCTestCase {
         XCTAssertTrue(sawSplit, "no mask was large enough to split")
     }
 
+    /// The packed gather's full-width output on both ISAs (AVX-512 expands each compact row sixteen units at a time;
+    /// AVX2 fills and stores per unit) against float64: unit masks dense enough for the expand, widths that are not a
+    /// multiple of 16, 1 and 2 threads.
+    func testSharedGatherScatteredRowsOnEveryISA() throws {
+        var rng = SplitMix64(seed: 33)
+        for isa in KernelSet.available().map(\.isa) {
+            for (batch, h, r, threads) in [(64, 300, 0.5, 1), (17, 47, 0.3, 2), (3, 1000, 0.9, 1), (40, 16, 0.5, 2), (9, 33, 0.25, 1)] {
+                let engine = try makeSparse(threads: threads, isa: isa == .avx512 ? .avx512 : .avx2)
+                engine.sharedPath = .packedGather
+                let d = 37
+                let x = randomArray(batch * d, &rng), w = randomArray(h * d, &rng), bias = randomArray(h, &rng)
+                let active = (0..<h).filter { _ in rng.nextDouble() < r }.map { Int32($0) }
+                let mask = try GateMask.shared(activeBlocks: active, granularity: 1, units: h)
+                var o = [Float](repeating: .nan, count: batch * h)
+                let rep = try engine.gatedLinear(input: x, batch: batch, inFeatures: d, weights: w, bias: bias, units: h,
+                                                 mask: mask, layout: .scattered, output: &o)
+                XCTAssertEqual(rep.strategy, .sharedGather)
+                let pre = Reference.sgemm(transB: true, m: batch, n: h, k: d, a: x, lda: d, b: w, ldb: d)
+                let on = Set(active)
+                for b in 0..<batch { for u in 0..<h {
+                    let want = on.contains(Int32(u)) ? max(0, pre[b * h + u] + Double(bias[u])) : 0
+                    XCTAssertEqual(Double(o[b * h + u]), want, accuracy: 1e-4 * Double(d), "\(isa) B=\(batch) H=\(h) (\(b), \(u))")
+                } }
+            }
+        }
+    }
+
     /// Auto splits a mask with a few blocks used by most samples and many used by few (as learned gates give): the hot
     /// ones as the shared GEMM, the rest as dot products; results against float64 and the MAC split in closed form.
     func testAutoSplitsHotAndColdBlocks() throws {

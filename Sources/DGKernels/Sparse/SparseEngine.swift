@@ -1,4 +1,5 @@
 import DGRuntime
+import CKernelHints
 
 /// Gated (conditionally computed) linear layers on top of the one dense GEMM.
 ///
@@ -309,7 +310,8 @@ public final class SparseEngine: @unchecked Sendable {
         // pre-packed GEMM on them. The pack wrote 0.65 MB (208 rows × 784) that other cores then read: 60–70 µs at
         // 16 threads (~4 floats/ns on one Zen 5 core, against 17 for a pack that stays in L2), so 256 × 784 × 208 took
         // 0.18–0.19 ms either way, and at B = 32 (few row items) it was 1.3–3× slower than packing in the loop.
-        let dst = layout == .compact ? out : scratch.reserve(batch * n)
+        // (+16: the AVX-512 row expand below reads up to 15 floats past the last row.)
+        let dst = layout == .compact ? out : scratch.reserve(batch * n + 16)
         let plan = gatherPlan(active: n)
         if plan.lead > 0 {
             gemm.gemm(m: batch, n: plan.lead, k: d, a: .rowMajor(x, ld: d),
@@ -348,7 +350,24 @@ public final class SparseEngine: @unchecked Sendable {
                       false, bias, relu)
             }
         }
-        if layout == .scattered {
+        if layout == .scattered && gemm.kernels.isa == .avx512 && runs.count * 4 > n && 4 * n >= h {
+            // Compact tiles (full micro-tiles, vector stores), then each output row expanded to full width sixteen
+            // units at a time (vexpandps: the active ones in order, zeros between): with short runs and r ≥ 0.25 a
+            // store per active unit took ~5 % of the layer at H = 2048, B = 256. Sparser rows or whole-block runs
+            // keep the fill and copies below (at r ≈ 0.1 the expand of every chunk was slower than them).
+            let chunks = (h + 15) / 16
+            var masks = [UInt16](repeating: 0, count: chunks), offsets = [Int32](repeating: 0, count: chunks)
+            for u in units { masks[Int(u) >> 4] |= 1 << (UInt16(u) & 15) }
+            for c in 1..<max(chunks, 1) { offsets[c] = offsets[c - 1] + Int32(masks[c - 1].nonzeroBitCount) }
+            let tmp = UnsafePointer(dst)
+            masks.withUnsafeBufferPointer { m in offsets.withUnsafeBufferPointer { o in
+                overSampleBlocks(batch, unit: 1, parallel: batch * h >= Self.rowPassParallelFloats) { rows, _ in
+                    for b in rows { dg_expand_row_avx512(out + b * h, tmp + b * n, m.baseAddress!, o.baseAddress!, Int32(h)) }
+                }
+            } }
+            overhead.bytesRead += 4 * pairs
+            overhead.bytesWritten += 4 * pairs
+        } else if layout == .scattered {
             // Compact tiles (full micro-tiles, vector stores), then each output row written once: zeros and runs.
             let tmp = UnsafePointer(dst)
             overSampleBlocks(batch, unit: 1, parallel: batch * h >= Self.rowPassParallelFloats) { rows, _ in
