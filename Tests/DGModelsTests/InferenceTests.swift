@@ -94,6 +94,35 @@ final class InferenceTests: XCTestCase {
         XCTAssertEqual(layer.halfActivePairShare, 24.0 / 27.0, accuracy: 1e-12)
     }
 
+    /// `dgperf kernel --masks learned`: the first layer's gate bits on the first B images (wrapping round a small
+    /// set), the same as a forward of those images records; models without input-dependent gates are refused.
+    func testLearnedMasksAreTheModelsGateBits() throws {
+        let spec = ModelSpec(kind: .dg, inputFeatures: 4, hidden: [20], classes: 3, granularity: 4, gate: "full")
+        let net = try Network(spec: spec, seed: 3)
+        for i in 0..<(5 * 4) { net.param("gate.0.weight").value[i] = Float(i % 7) - 3 }
+        for g in 0..<5 { net.param("gate.0.bias").value[g] = 0 }
+        let n = 3
+        let images: [UInt8] = (0..<(n * 4)).map { UInt8(($0 * 37) % 256) }
+        let data = Dataset(images: images, labels: [UInt8](repeating: 0, count: n), count: n, features: 4, classes: 3)
+        let learned = try LearnedMasks.firstLayer(net, data: data, batch: 7, engine: makeEngine())
+        XCTAssertEqual(learned.granularity, 4)
+        XCTAssertEqual(learned.units, 20)
+        XCTAssertEqual(learned.bits.count, 7 * 5)
+        // The same images through the model directly (sample i is image i mod 3).
+        let model = try ModelFactory.build(net, engine: makeEngine()) as! MaskedMLP
+        model.recordMasks = true
+        let x = (0..<7).flatMap { i in (0..<4).map { Float(images[(i % n) * 4 + $0]) / 255 } }
+        _ = try forward(model, x, batch: 7)
+        XCTAssertEqual(learned.bits, model.lastGateBits[0])
+        XCTAssertTrue(learned.bits.contains(1) && learned.bits.contains(0), "a mix of on and off gates")
+        // No input-dependent gates: a clear refusal.
+        for other in [ModelSpec(kind: .dense, inputFeatures: 4, hidden: [20], classes: 3),
+                      ModelSpec(kind: .dg, inputFeatures: 4, hidden: [20], classes: 3, gate: "static")] {
+            XCTAssertThrowsError(try LearnedMasks.firstLayer(try Network(spec: other, seed: 1), data: data, batch: 2,
+                                                             engine: makeEngine())) { XCTAssertTrue("\($0)".contains("DynamicGate")) }
+        }
+    }
+
     /// Synthetic dg and random control: the requested fraction exactly, outputs match the reference with the same masks.
     func testSyntheticMasksHitTheFractionAndMatchReference() throws {
         for kind in [ModelKind.dg, .random] {

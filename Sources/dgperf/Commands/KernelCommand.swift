@@ -1,6 +1,7 @@
 import ArgumentParser
 import DGHarness
 import DGKernels
+import DGModels
 import DGRuntime
 import DGReport
 import DGStats
@@ -15,7 +16,9 @@ struct KernelCommand: ParsableCommand {
         realized speedup over the dense layer (median/median), ideal speedup (H·B / active pairs = 1/r)
         and the fraction of ideal reached, plus the strategy each call ran.
         Mask kinds: shared (one unit mask, G = 1), block (shared, G > 1), per-sample (every row its own
-        mask; strategy chosen by the calibrated cost model, each forced strategy also timed),
+        mask; strategy chosen by the calibrated cost model, each forced strategy also timed), learned
+        (per-sample masks a trained DynamicGate model's first layer decides on the first B Fashion-MNIST test
+        images, --masks-from; their own r and G),
         moe (top-2 of 8 experts unless --top-k/--experts say otherwise, expert hidden = H/4, capacity
         factor 1.25, vs a dense D→H'→D MLP with the same executed MACs).
         Examples:
@@ -23,6 +26,7 @@ struct KernelCommand: ParsableCommand {
           dgperf kernel --hidden 512 --batch 32 --active 0.25 --masks block --granularity 16
           dgperf kernel --masks moe --threads 2
           dgperf kernel --masks moe --top-k 1 --batch 1 8 --threads 2
+          dgperf kernel --masks learned --masks-from results/weights/dg-lowrank32-l0.2.dgw --hidden 512 --batch 128 --all-strategies
         """
     )
 
@@ -31,8 +35,11 @@ struct KernelCommand: ParsableCommand {
     @Option(parsing: .upToNextOption, help: "Batch sizes B.") var batch: [Int] = [1, 32, 256]
     @Option(parsing: .upToNextOption, help: "Active fractions r in (0, 1].") var active: [Double] = [1, 0.5, 0.25, 0.1]
     @Option(parsing: .upToNextOption, help: "Gate granularities G (units per gate).") var granularity: [Int] = [1, 16, 64]
-    @Option(parsing: .upToNextOption, help: "Mask kinds: shared, block, per-sample, moe.")
+    @Option(parsing: .upToNextOption, help: "Mask kinds: shared, block, per-sample, moe, learned (needs --masks-from).")
     var masks: [String] = ["shared", "block", "per-sample", "moe"]
+    @Option(help: "Trained DynamicGate weights (.dgw) whose first-layer gates give the `learned` masks; --hidden and --inputs must match the model.")
+    var masksFrom: String?
+    @Option(help: "Folder with the Fashion-MNIST IDX files (for --masks-from).") var dataDir: String = Dataset.defaultDirectory
     @Option(help: "Worker threads.") var threads: Int = 1
     @Option(help: "MoE: experts (each with hidden H/4).") var experts: Int = 8
     @Option(help: "MoE: experts per token (1 = Switch, 2 = GShard).") var topK: Int = 2
@@ -46,7 +53,7 @@ struct KernelCommand: ParsableCommand {
     @Option(help: "Also time layer 2 (K-side sparsity, y = h·Vᵀ, V: classes × H) for this many classes; 0 = off.")
     var layer2Classes: Int = 0
 
-    static let maskKinds = ["shared", "block", "per-sample", "moe"]
+    static let maskKinds = ["shared", "block", "per-sample", "moe", "learned"]
 
     func validate() throws {
         for d in inputs where d < 1 { throw ValidationError("--inputs must be ≥ 1 (got \(d)); e.g. --inputs 784") }
@@ -58,6 +65,12 @@ struct KernelCommand: ParsableCommand {
         for g in granularity where g < 1 { throw ValidationError("--granularity must be ≥ 1 (got \(g)); e.g. --granularity 16") }
         for m in masks where !Self.maskKinds.contains(m) {
             throw ValidationError("--masks: unknown kind '\(m)'; use any of \(Self.maskKinds.joined(separator: ", "))")
+        }
+        if masks.contains("learned") && masksFrom == nil {
+            throw ValidationError("--masks learned needs the trained model whose gates decide the masks: add --masks-from WEIGHTS.dgw")
+        }
+        if masksFrom != nil && !masks.contains("learned") {
+            throw ValidationError("--masks-from gives the learned masks: add learned to --masks (e.g. --masks learned)")
         }
         guard layer2Classes >= 0 else { throw ValidationError("--layer2-classes must be ≥ 0 (got \(layer2Classes)); e.g. --layer2-classes 10") }
         guard threads >= 1 else { throw ValidationError("--threads must be ≥ 1 (got \(threads))") }
@@ -86,6 +99,20 @@ struct KernelCommand: ParsableCommand {
         try requireOptimizedBuild()
         let kernels: KernelSet
         do { kernels = try KernelSet.select(ISAChoice(rawValue: isa)!) } catch { throw ValidationError("\(error)") }
+        var learnedModel: (network: Network, data: Dataset)? = nil
+        if let path = masksFrom {
+            do {
+                let file = try WeightFile.read(path: path)
+                let spec = file.header.spec
+                guard spec.kind == .dg else {
+                    throw ValidationError("--masks-from \(path): a \(spec.kind.rawValue) model has no per-sample gates; use a dg model (dgperf train --model dg)")
+                }
+                guard hidden == [spec.hidden[0]] && inputs == [spec.inputFeatures] else {
+                    throw ValidationError("--masks-from \(path): its first layer is \(spec.inputFeatures) → \(spec.hidden[0]); pass --inputs \(spec.inputFeatures) --hidden \(spec.hidden[0])")
+                }
+                learnedModel = (file.network, try Dataset.load(.test, directory: dataDir))
+            } catch let e as ValidationError { throw e } catch { throw ValidationError("--masks-from: \(error)") }
+        }
         let gemm = GemmEngine(kernels: kernels, executor: ExecutorFactory.make(threads: threads))
         let sparse = SparseEngine(gemm: gemm)
         let cached = SparseCostModelCache.default?.load(fingerprint: SparseCostModel.fingerprint(kernels: kernels, workers: threads)) != nil
@@ -95,6 +122,7 @@ struct KernelCommand: ParsableCommand {
         print("dgperf kernel  kernel=\(kernels.name)  threads=\(threads) (\(ExecutorFactory.pinningPolicy))  \(kernels.blocking)  reps=\(reps)  build=optimized")
         print("cost model: \(cached ? "loaded from cache" : "calibrated in \(Format.fixed(calib * 1e3, 0)) ms") — gemm \(Format.fixed(1 / model.gemmMAC / 1e9, 1)) GMAC/s, gemv \(Format.fixed(1 / model.gemvMAC / 1e9, 1)) GMAC/s, dots \(Format.fixed(1 / model.dotMACNear / 1e9, 1)) GMAC/s (x in L2), gemm call \(Format.fixed(model.gemmCall * 1e6, 2)) µs")
         print("weights: \(prepacked ? "pre-packed once (dense and sparse alike)" : "packed on every call (dense and sparse alike)")")
+        if let path = masksFrom { print("learned masks: \(path), first hidden layer on the first B test images of \(dataDir)") }
         print("each path is timed interleaved with the dense layer (A/B per repetition; each sample after an untimed call of its own,")
         print("so neither finds the other's data in cache); speedup = dense median / path median,")
         print("x(min) = dense min / path min; ideal = 1/r (r = active pairs / (B·H)); %ideal = speedup / ideal")
@@ -139,7 +167,34 @@ struct KernelCommand: ParsableCommand {
                         let dense = try time(denseCall)
                         row([String(d), String(h), String(b), "dense", "-", "1.000", "dense", "dense"] + times(dense) + ["1.00", "1.00", "1.00", "100%", "1.000", "1.000"])
                     }
+                    /// Auto (and with --all-strategies every forced strategy) on one per-sample mask.
+                    func perSampleCells(_ kind: String, _ g: Int, _ mask: GateMask) throws {
+                        // With --all-strategies, unit-major runs once per kernel (grouped GEMMs, dot products).
+                        var strategies: [(PerSampleStrategy, UnitMajorKernelChoice)] = [(.auto, .auto)]
+                        if allStrategies {
+                            strategies += [(.denseThenMask, .auto), (.unitMajor, .gemm), (.unitMajor, .dots), (.sampleMajor, .auto), (.hotColdSplit, .auto)]
+                        }
+                        defer { sparse.unitMajorKernel = .auto }
+                        for (s, kernel) in strategies {
+                            sparse.unitMajorKernel = kernel
+                            var report: SparseReport? = nil
+                            let (dense, t) = try timePair(denseCall) { report = try sparse.gatedLinear(input: x, batch: b, inFeatures: d, weights: w, bias: bias, units: h, mask: mask, strategy: s, packed: packed, output: &out) }
+                            let path = s == .auto ? "auto" : s == .unitMajor ? "unitMajor/\(kernel.rawValue)" : s.rawValue
+                            printRow(row, d, h, b, kind, g, report!, path: path, t, dense)
+                            if s == .auto { try layer2(kind, g, mask) }
+                            if predictions && s == .auto {
+                                let p = report!.predictedSeconds.sorted { $0.key < $1.key }
+                                print("    predicted: " + p.map { "\($0.key) \(Format.fixed($0.value * 1e3, 4)) ms" }.joined(separator: ", "))
+                            }
+                        }
+                    }
                     for kind in masks where kind != "moe" {
+                        if kind == "learned", let learned = learnedModel {
+                            // The model's own gates on the first b test images: their r and G, not the grid's.
+                            let m = try LearnedMasks.firstLayer(learned.network, data: learned.data, batch: b, engine: gemm)
+                            try perSampleCells(kind, m.granularity, try GateMask.perSample(bits: m.bits, batch: b, granularity: m.granularity, units: m.units))
+                            continue
+                        }
                         let gs = kind == "shared" ? [1] : (kind == "block" ? granularity.filter { $0 > 1 } : granularity)
                         for g in gs {
                             for r in active {
@@ -147,25 +202,7 @@ struct KernelCommand: ParsableCommand {
                                 if kind == "per-sample" {
                                     var bits: [UInt8] = []
                                     for _ in 0..<b { bits += chooseBlocks(blocks, fraction: r, &rng) }
-                                    let mask = try GateMask.perSample(bits: bits, batch: b, granularity: g, units: h)
-                                    // With --all-strategies, unit-major runs once per kernel (grouped GEMMs, dot products).
-                                    var strategies: [(PerSampleStrategy, UnitMajorKernelChoice)] = [(.auto, .auto)]
-                                    if allStrategies {
-                                        strategies += [(.denseThenMask, .auto), (.unitMajor, .gemm), (.unitMajor, .dots), (.sampleMajor, .auto), (.hotColdSplit, .auto)]
-                                    }
-                                    defer { sparse.unitMajorKernel = .auto }
-                                    for (s, kernel) in strategies {
-                                        sparse.unitMajorKernel = kernel
-                                        var report: SparseReport? = nil
-                                        let (dense, t) = try timePair(denseCall) { report = try sparse.gatedLinear(input: x, batch: b, inFeatures: d, weights: w, bias: bias, units: h, mask: mask, strategy: s, packed: packed, output: &out) }
-                                        let path = s == .auto ? "auto" : s == .unitMajor ? "unitMajor/\(kernel.rawValue)" : s.rawValue
-                                        printRow(row, d, h, b, kind, g, report!, path: path, t, dense)
-                                        if s == .auto { try layer2(kind, g, mask) }
-                                        if predictions && s == .auto {
-                                            let p = report!.predictedSeconds.sorted { $0.key < $1.key }
-                                            print("    predicted: " + p.map { "\($0.key) \(Format.fixed($0.value * 1e3, 4)) ms" }.joined(separator: ", "))
-                                        }
-                                    }
+                                    try perSampleCells(kind, g, try GateMask.perSample(bits: bits, batch: b, granularity: g, units: h))
                                 } else {
                                     let flags = chooseBlocks(blocks, fraction: r, &rng).map { $0 != 0 }
                                     let mask = try GateMask.shared(blockFlags: flags, granularity: g, units: h)
