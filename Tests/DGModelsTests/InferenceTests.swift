@@ -156,6 +156,10 @@ final class InferenceTests: XCTestCase {
                     XCTAssertEqual(report.cost.overhead.macs, batch * (31 * 8 + 8 * g0 + 64 * 8 + 8 * g1), "gate predictor MACs counted")
                 }
                 assertClose(out, refOut, "\(kind) \(maskKind) G=\(g) batch \(batch)")
+                if maskKind == .perSample && batch > 1 {
+                    // The second gated layer (per-sample on both sides) runs the sparse engine's per-sample strategies.
+                    XCTAssertEqual(report.notes["strategy.1"]?.hasPrefix("k-dense-"), true, "\(report.notes)")
+                }
                 let useful = Double(report.cost.useful.macs) / Double(model.denseCost(batch: batch).macs)
                 XCTAssertLessThan(useful, 0.5, "only active units are useful")
                 XCTAssertEqual(report.cost.useful.macs + report.cost.wasted.macs <= model.denseCost(batch: batch).macs, true)

@@ -149,6 +149,25 @@ final class GatedLayerExecutor {
                                                packed: packed(weight, n: outDim, k: inDim), output: out) {
                 result = Result(cost: r.cost, strategy: r.strategy.rawValue, compactOutput: compact)
             }
+        case (.perSample(let pin), .perSample):
+            // A gated layer after a gated layer (per-sample on both sides): the inactive inputs are exact zeros (this
+            // executor wrote them), so the sparse engine's per-sample strategies serve the output side as they do
+            // after the input layer (dense over K; the input side's zeros count as wasted MACs). Before, this case was
+            // always the dense product and a mask pass.
+            if let mask = gateMask(outMask, batch: b, units: outDim),
+               let r = try? sparse.gatedLinear(input: x, batch: b, inFeatures: inDim, weights: weight, bias: bias,
+                                               units: outDim, mask: mask, relu: relu, layout: .scattered,
+                                               packed: packed(weight, n: outDim, k: inDim), output: out) {
+                var useful = 0
+                if case .perSample(let pout) = outMask {
+                    for i in 0..<b { useful += pin.activeUnits(sample: i) * pout.activeUnits(sample: i) }
+                }
+                var cost = r.cost
+                let executed = cost.useful.macs + cost.wasted.macs
+                cost.useful.macs = useful
+                cost.wasted.macs = executed - useful
+                result = Result(cost: cost, strategy: "k-dense-" + r.strategy.rawValue)
+            }
         case (.shared(let units), .all) where outDim * 2 < engine.kernels.nr && !units.isEmpty:
             // Narrow layer after a shared mask: only the active inputs. The active columns of x (b·|u| floats) and of
             // W (outDim·|u|) are copied into compact scratch, unless x arrived compact, then the engine's narrow path
