@@ -9,11 +9,8 @@ public enum LearnedMasks {
     /// (wrapping around when `data` has fewer), with that layer's granularity and width.
     public static func firstLayer(_ network: Network, data: Dataset, batch: Int, engine: GemmEngine)
         throws -> (bits: [UInt8], granularity: Int, units: Int) {
+        try check(network)
         let spec = network.spec
-        guard spec.kind == .dg, network.gatePredictor != .staticLogits else {
-            throw ModelError.invalidArgument(
-                "learned per-sample masks need a DynamicGate model whose gates read the input (gate full, lowrank:R or block:G); this one is \(spec.kind.rawValue)\(spec.kind == .dg ? " with static gates (one mask for every input)" : "")")
-        }
         guard batch >= 1 else { throw ModelError.invalidArgument("batch must be ≥ 1 (got \(batch))") }
         guard data.count > 0, data.features == spec.inputFeatures else {
             throw ModelError.invalidArgument("the data have \(data.features) features but the model expects \(spec.inputFeatures)")
@@ -23,9 +20,17 @@ public enum LearnedMasks {
         }
         model.recordMasks = true
         let x = AlignedBuffer(capacity: batch * spec.inputFeatures), out = AlignedBuffer(capacity: batch * spec.classes)
-        var labels = [Int32](repeating: 0, count: batch)
-        labels.withUnsafeMutableBufferPointer { data.gather((0..<batch).map { $0 % data.count }[...], x: x.pointer, y: $0.baseAddress!) }
+        data.gatherFirst(batch, into: x.pointer)
         _ = try model.forward(input: x.pointer, batch: batch, output: out.pointer)
         return (model.lastGateBits[0], network.granularity, spec.hidden[0])
+    }
+
+    /// Throws unless `network` decides per-sample masks from its input (a DynamicGate model without static gates).
+    public static func check(_ network: Network) throws {
+        let spec = network.spec
+        guard spec.kind == .dg, network.gatePredictor != .staticLogits else {
+            throw ModelError.invalidArgument(
+                "learned per-sample masks need a DynamicGate model whose gates read the input (gate full, lowrank:R or block:G); this one is \(spec.kind.rawValue)\(spec.kind == .dg ? " with static gates (one mask for every input)" : "")")
+        }
     }
 }

@@ -183,9 +183,7 @@ public enum ProfileRunner {
     /// Trained models see real test images (their gates depend on the data); synthetic ones Gaussian noise.
     static func fillInputs(_ x: UnsafeMutablePointer<Float>, batch: Int, features: Int, trained: Bool, seed: UInt64) -> String {
         if trained, let data = try? Dataset.load(.test), data.features == features, data.count > 0 {
-            let labels = UnsafeMutablePointer<Int32>.allocate(capacity: batch)
-            defer { labels.deallocate() }
-            data.gather((0..<batch).map { $0 % data.count }[...], x: x, y: labels)
+            data.gatherFirst(batch, into: x)
             return "fashion-mnist test (first \(batch))"
         }
         var rng = SplitMix64(seed: seed &+ 0x5EED)

@@ -111,6 +111,13 @@ public struct Dataset: Sendable {
                        features: images.dims[1] * images.dims[2], classes: max(10, maxLabel + 1))
     }
 
+    /// Writes the first `count` samples as floats in [0, 1] into `x` (count × features), wrapping round the set when
+    /// it is shorter; labels are not needed (inputs for timing, profiling and mask extraction).
+    public func gatherFirst(_ count: Int, into x: UnsafeMutablePointer<Float>) {
+        var labels = [Int32](repeating: 0, count: count)
+        labels.withUnsafeMutableBufferPointer { gather((0..<count).map { $0 % self.count }[...], x: x, y: $0.baseAddress!) }
+    }
+
     /// Writes samples `indices` as floats in [0, 1] into `x` (count × features) and labels into `y`.
     public func gather(_ indices: ArraySlice<Int>, x: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Int32>) {
         images.withUnsafeBufferPointer { img in

@@ -158,10 +158,7 @@ final class GatedLayerExecutor {
                let r = try? sparse.gatedLinear(input: x, batch: b, inFeatures: inDim, weights: weight, bias: bias,
                                                units: outDim, mask: mask, relu: relu, layout: .scattered,
                                                packed: packed(weight, n: outDim, k: inDim), output: out) {
-                var useful = 0
-                if case .perSample(let pout) = outMask {
-                    for i in 0..<b { useful += pin.activeUnits(sample: i) * pout.activeUnits(sample: i) }
-                }
+                let useful = usefulMACs(inputs: pin, outMask: outMask, batch: b, outDim: outDim)
                 var cost = r.cost
                 let executed = cost.useful.macs + cost.wasted.macs
                 cost.useful.macs = useful
@@ -253,16 +250,7 @@ final class GatedLayerExecutor {
             let cols = columns(outMask, outDim)
             let executed = runMapped(x: x, batch: b, inDim: inDim, kIndex: nil, weight: weight, bias: bias,
                                      outDim: outDim, nIndex: cols, relu: relu, out: out)
-            var useful = 0
-            for i in 0..<b {
-                let liveOut: Int
-                switch outMask {
-                case .all: liveOut = outDim
-                case .shared(let u): liveOut = u.count
-                case .perSample(let p): liveOut = p.activeUnits(sample: i)
-                }
-                useful += pin.activeUnits(sample: i) * liveOut
-            }
+            let useful = usefulMACs(inputs: pin, outMask: outMask, batch: b, outDim: outDim)
             if case .perSample(let p) = outMask { zeroMasked(p, out: out, outDim: outDim) }
             result = Result(cost: split(executed, useful: useful), strategy: "dense-k")
         case (_, .all), (_, .shared):
@@ -298,6 +286,21 @@ final class GatedLayerExecutor {
     private func columns(_ m: UnitMask, _ n: Int) -> [Int32]? {
         if case .shared(let u) = m { return u }
         return nil
+    }
+
+    /// Useful MACs of a layer whose input is masked per sample: each sample's live inputs × its live outputs.
+    private func usefulMACs(inputs pin: PerSampleMask, outMask: UnitMask, batch b: Int, outDim: Int) -> Int {
+        var useful = 0
+        for i in 0..<b {
+            let liveOut: Int
+            switch outMask {
+            case .all: liveOut = outDim
+            case .shared(let u): liveOut = u.count
+            case .perSample(let p): liveOut = p.activeUnits(sample: i)
+            }
+            useful += pin.activeUnits(sample: i) * liveOut
+        }
+        return useful
     }
 
     /// Executed work split into useful MACs and the rest (wasted); bytes stay with the useful part.

@@ -104,9 +104,7 @@ struct KernelCommand: ParsableCommand {
             do {
                 let file = try WeightFile.read(path: path)
                 let spec = file.header.spec
-                guard spec.kind == .dg else {
-                    throw ValidationError("--masks-from \(path): a \(spec.kind.rawValue) model has no per-sample gates; use a dg model (dgperf train --model dg)")
-                }
+                try LearnedMasks.check(file.network)
                 guard hidden == [spec.hidden[0]] && inputs == [spec.inputFeatures] else {
                     throw ValidationError("--masks-from \(path): its first layer is \(spec.inputFeatures) → \(spec.hidden[0]); pass --inputs \(spec.inputFeatures) --hidden \(spec.hidden[0])")
                 }
